@@ -7,6 +7,7 @@ live checks, the client and the sandbox all agree.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    TypeAdapter,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -71,6 +73,11 @@ FIELD_LABELS: dict[str, str] = {
 CUSTOM_REQUIRED: tuple[str, ...] = ("prompt", "style", "title", "continueAt")
 WEIGHT_FIELDS: tuple[str, ...] = ("styleWeight", "weirdnessConstraint", "audioWeight")
 MAX_URL_LENGTH = 2048
+
+
+# Context key (an object, so no caller can pass it by accident) that makes
+# ExtendRequest skip its cross-field rules: field_errors checks those itself.
+_SKIP_CROSS_FIELD: Any = object()
 
 
 def _problem(message: str) -> PydanticCustomError:
@@ -141,6 +148,17 @@ class ExtendRequest(BaseModel):
             raise _problem(problem)
         return value
 
+    @field_validator(
+        "continue_at", "style_weight", "weirdness_constraint", "audio_weight", mode="before"
+    )
+    @classmethod
+    def _number_not_bool(cls, value: Any) -> Any:
+        # Pydantic's lax mode reads true/false as 1.0/0.0; for a number field that is a
+        # wrong type, not a number.
+        if isinstance(value, bool):
+            raise _problem("Enter a number.")
+        return value
+
     @field_validator("continue_at")
     @classmethod
     def _positive_seconds(cls, value: float | None) -> float | None:
@@ -162,6 +180,8 @@ class ExtendRequest(BaseModel):
     @model_validator(mode="after")
     def _cross_field_rules(self, info: ValidationInfo) -> ExtendRequest:
         context = info.context if isinstance(info.context, Mapping) else {}
+        if context.get(_SKIP_CROSS_FIELD):
+            return self
         problems = cross_field_problems(self.to_wire(), **_source_facts(context))
         if problems:
             raise _problem(
@@ -235,9 +255,8 @@ def cross_field_problems(
                 problems[field] = (
                     f"Too long for {model}: {len(value)} characters, at most {limit}."
                 )
-    if source_model and isinstance(model, str) and model in MODEL_LIMITS:
-        if model != source_model:
-            problems["model"] = f"Must match the source track's model ({source_model})."
+    if source_model and isinstance(model, str) and model in MODEL_LIMITS and model != source_model:
+        problems["model"] = f"Must match the source track's model ({source_model})."
 
     continue_at = values.get("continueAt")
     if (
@@ -262,6 +281,7 @@ _PLAIN_BY_TYPE: dict[str, str] = {
     "string_type": "Enter text.",
     "extra_forbidden": "Not a field of this request.",
 }
+_FALLBACK_MESSAGE = "Not a valid value."
 
 
 _CHOICES: dict[str, tuple[str, ...]] = {
@@ -276,7 +296,8 @@ def _plain_message(field: str, error: Mapping[str, Any]) -> str:
         return str(error["msg"])
     if kind == "literal_error" and field in _CHOICES:
         return "Choose one of: " + ", ".join(_CHOICES[field]) + "."
-    return _PLAIN_BY_TYPE.get(kind, str(error["msg"]))
+    # Never show pydantic's own wording ("Input should be ...") to a person.
+    return _PLAIN_BY_TYPE.get(kind, _FALLBACK_MESSAGE)
 
 
 _WIRE_NAME = {
@@ -297,19 +318,50 @@ def field_errors(
     """
     problems: dict[str, str] = {}
     try:
-        ExtendRequest.model_validate(values)
+        model = ExtendRequest.model_validate(values, context={_SKIP_CROSS_FIELD: True})
     except ValidationError as exc:
         for error in exc.errors():
             loc = error["loc"]
             if not loc:
-                continue  # the cross-field summary: reported per field below
-            field = _WIRE_NAME.get(str(loc[0]), str(loc[0]))
+                continue
+            key = str(loc[0])
+            kind = error["type"]
+            # An unknown key is reported under its own name, not a field it resembles.
+            field = key if kind == "extra_forbidden" else _WIRE_NAME.get(key, key)
             problems.setdefault(field, _plain_message(field, error))
+        normalized = _lenient_wire_values(values, set(problems))
+    else:
+        normalized = model.to_wire()
+    # Cross-field rules see the values as the model reads them ("true" is True, "60" is
+    # 60.0), so field_errors finds a problem exactly when model_validate would.
     for field, message in cross_field_problems(
-        values, source_duration=source_duration, source_model=source_model
+        normalized, source_duration=source_duration, source_model=source_model
     ).items():
         problems.setdefault(field, message)
     return problems
+
+
+def _lenient_wire_values(values: Mapping[str, Any], failed: set[str]) -> dict[str, Any]:
+    """`values` by wire name, each field that passed its own checks read as the model does."""
+    wire: dict[str, Any] = {}
+    for key, value in values.items():
+        name = _WIRE_NAME.get(key, key) if isinstance(key, str) else key
+        if name in wire and name != key:
+            continue  # the wire name wins over the Python name, as in the model
+        wire[name] = value
+    for name in ExtendRequest.model_fields:
+        field = _WIRE_NAME[name]
+        if field in failed or field not in wire:
+            continue
+        with contextlib.suppress(ValidationError):
+            wire[field] = _FIELD_ADAPTERS[name].validate_python(wire[field])
+    return wire
+
+
+_FIELD_ADAPTERS: dict[str, TypeAdapter[Any]] = {
+    name: TypeAdapter(Any if info.annotation is None else info.annotation)
+    for name, info in ExtendRequest.model_fields.items()
+}
 
 
 # --- responses ---------------------------------------------------------------------

@@ -1,0 +1,174 @@
+"""POST /kie/callback: where Kie (or the sandbox) reports a task's progress.
+
+Checks, in order, each answered with a short JSON {"error": ...} that writes nothing:
+method (405), size (413), content type (415), JSON (400), authentication (401: the
+signature headers when a webhook HMAC key is set, else the callBackUrl's ?token=),
+shape (422). Then the callback is stored (idempotently) in a worker thread and the
+answer, 200 {"ok": true, "result": "stored" | "duplicate" | "orphan"}, is sent only
+after the write committed. Nothing here calls out to the network.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio.to_thread
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from kie.models import CallbackPayload
+from kie.webhook import DEFAULT_TOLERANCE_S, InvalidPayload, InvalidSignature, parse, verify
+from studio.store import TaskStore, callback_problem
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class CallbackContext:
+    """What the route needs from the app, fetched per request."""
+
+    store: TaskStore
+    hmac_key: str | None = field(repr=False)
+    """When set, a valid fresh signature is required."""
+    token: str = field(repr=False)
+    """When no hmac_key: the ?token= value every callback must carry."""
+    tolerance_s: int = DEFAULT_TOLERANCE_S
+    """How old a signature's timestamp may be, in seconds."""
+
+
+class _Rejected(Exception):
+    """A request refused with a 4xx status."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def _is_json(content_type: str) -> bool:
+    return content_type.split(";", 1)[0].strip().lower() == "application/json"
+
+
+async def _read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.strip().isdigit():
+            raise _Rejected(400, "Invalid Content-Length.")
+        if int(declared) > MAX_BODY_BYTES:
+            raise _Rejected(413, "Body too large.")
+    if not _is_json(request.headers.get("content-type", "")):
+        raise _Rejected(415, "Content type must be application/json.")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise _Rejected(413, "Body too large.")
+            chunks.append(chunk)
+    except ClientDisconnect as exc:
+        raise _Rejected(400, "The client went away before sending the whole body.") from exc
+    return b"".join(chunks)
+
+
+def _load_json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise _Rejected(400, "Body is not valid JSON.") from exc
+
+
+def _task_id_of(data: Any) -> str | None:
+    inner = data.get("data") if isinstance(data, dict) else None
+    task_id = inner.get("task_id") if isinstance(inner, dict) else None
+    return task_id if isinstance(task_id, str) and task_id else None
+
+
+def _authenticate(context: CallbackContext, request: Request, data: Any) -> bool:
+    """Raise _Rejected(401) unless the caller proved it is Kie; True when signed."""
+    if context.hmac_key:
+        task_id = _task_id_of(data)
+        if task_id is None:
+            raise _Rejected(401, "Cannot check the signature without data.task_id.")
+        try:
+            verify(context.hmac_key, task_id, request.headers, tolerance_s=context.tolerance_s)
+        except InvalidSignature as exc:
+            raise _Rejected(401, str(exc)) from exc
+        return True
+    given = request.query_params.get("token")
+    if not context.token or not given:
+        raise _Rejected(401, "Missing callback token.")
+    if not hmac.compare_digest(given.encode(), context.token.encode()):
+        raise _Rejected(401, "Wrong callback token.")
+    return False
+
+
+def _parse(data: Any) -> CallbackPayload:
+    if isinstance(data, dict):
+        try:
+            payload = parse(data)
+        except InvalidPayload:
+            pass
+        else:
+            problem = callback_problem(payload)
+            if problem:
+                raise _Rejected(422, f"Not a storable Kie callback: {problem}")
+            return payload
+    raise _Rejected(
+        422, "Not a Kie callback (expected code, msg, data.callbackType, data.task_id, data.data)."
+    )
+
+
+class _CallbackEndpoint:
+    """The ASGI endpoint (all methods reach it, so a 405 is JSON too)."""
+
+    def __init__(self, get_context: Callable[[], CallbackContext]) -> None:
+        self._get_context = get_context
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        try:
+            response = await self._handle(request)
+        except _Rejected as rejected:
+            client = request.client.host if request.client else "?"
+            log.info("callback rejected: %s %s (from %s)", rejected.status, rejected.reason, client)
+            headers = {"Allow": "POST"} if rejected.status == 405 else None
+            response = JSONResponse(
+                {"error": rejected.reason}, status_code=rejected.status, headers=headers
+            )
+        await response(scope, receive, send)
+
+    async def _handle(self, request: Request) -> JSONResponse:
+        if request.method != "POST":
+            raise _Rejected(405, "Only POST is allowed.")
+        context = self._get_context()
+        body = await _read_body(request)
+        data = _load_json(body)
+        verified = _authenticate(context, request, data)
+        payload = _parse(data)
+        record = functools.partial(context.store.record_callback, payload, verified=verified)
+        result = await anyio.to_thread.run_sync(record)
+        log.info(
+            "callback %s: task %r, stage %r",
+            result,
+            payload.data.task_id[:80],
+            payload.data.callback_type[:40],
+        )
+        return JSONResponse({"ok": True, "result": result})
+
+
+def callback_route(
+    get_context: Callable[[], CallbackContext], path: str = "/kie/callback"
+) -> Route:
+    """The Starlette route that receives Kie's callbacks at `path`."""
+    return Route(path, _CallbackEndpoint(get_context), name="kie_callback")

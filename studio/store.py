@@ -1,0 +1,975 @@
+"""The task store: every submitted task, the callbacks and polls that update it.
+
+SQLAlchemy Core on SQLite (WAL) by default; the SQL is portable to PostgreSQL; the only
+SQLite-specific statements live in the SQLite connection hooks below.
+
+Merging. A task's state (stage, code/msg, errors, tracks) is the merge of every event
+that reached it, callbacks and polls alike, and the merge does not depend on the order
+of arrival:
+
+- stages only move forward: submitted < text < first < error < complete. `error` and
+  `complete` are both final; should a task report both, `complete` (the one with the
+  tracks) wins whichever came first;
+- code, msg, errorCode and errorMessage come from the highest stage seen; an event of
+  the same stage only fills blanks;
+- tracks merge by track id, field by field: the value from the highest stage that had a
+  non-empty value wins; an empty value never blanks a known one; only http(s) URLs are
+  kept as media URLs;
+- a duplicate callback (same task, same stage) changes nothing; a callback of an unknown
+  type is kept in `callbacks` and changes nothing else;
+- a callback for a task id no visitor submitted goes to `orphan_callbacks` (capped); if
+  the task is recorded later (a callback that raced the submission), it is replayed.
+
+Tasks are keyed by (task_id, visitor_id): one Kie task may appear in two visitors'
+histories after an import; every copy receives the task's callbacks and polls.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import json
+import math
+import secrets
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import unquote_plus, urlsplit
+
+import sqlalchemy as sa
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.pool import StaticPool
+
+from kie.models import CALLBACK_CODES, FINAL_STAGES, STAGES, CallbackPayload, TaskInfo, Track
+
+__all__ = [
+    "ImportResult",
+    "callback_problem",
+    "TaskStore",
+    "TaskView",
+    "open_store",
+    "redact_request",
+]
+
+# Merge precedence. Both final stages outrank the others; complete outranks error so
+# the result never depends on the order the two arrive in.
+PRECEDENCE: dict[str, int] = {"submitted": 0, "text": 1, "first": 2, "error": 3, "complete": 4}
+MEDIA_URL_FIELDS = (
+    "audio_url",
+    "source_audio_url",
+    "stream_audio_url",
+    "source_stream_audio_url",
+    "image_url",
+    "source_image_url",
+)
+TRACK_FIELDS: tuple[str, ...] = tuple(name for name in Track.model_fields if name != "id")
+REDACTED_QUERY_KEYS = frozenset({"token"})
+REDACTED = "***"
+ORPHAN_CAP = 1000
+MAX_IMPORT_RECORDS = 10_000
+MAX_STAGE_KEY = 40
+MAX_TASK_ID = 200
+BUSY_TIMEOUT_MS = 5000
+_WRITE = "studio_write"  # execution option: this connection's transaction writes
+
+Outcome = Literal["stored", "duplicate", "orphan"]
+
+# --- schema --------------------------------------------------------------------------
+
+metadata = sa.MetaData()
+
+tasks = sa.Table(
+    "tasks",
+    metadata,
+    sa.Column("task_id", sa.String(MAX_TASK_ID), primary_key=True),
+    sa.Column("visitor_id", sa.String(200), primary_key=True),
+    sa.Column("submitted_at", sa.Double, nullable=False),
+    sa.Column("request", sa.JSON, nullable=False),
+    sa.Column("model", sa.String(40)),
+    sa.Column("title", sa.Text),
+    sa.Column("stage", sa.String(20), nullable=False),
+    sa.Column("code", sa.Integer),
+    sa.Column("msg", sa.Text),
+    sa.Column("error_code", sa.String(100)),
+    sa.Column("error_message", sa.Text),
+    sa.Column("tracks", sa.JSON, nullable=False),
+    # {track_id: {"pos": [rank, index], "fields": {field: rank}}}: provenance for merging
+    sa.Column("track_ranks", sa.JSON, nullable=False),
+    sa.Column("stages_seen", sa.JSON, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("updated_at", sa.Double, nullable=False),
+    sa.Column("last_callback_at", sa.Double),
+    sa.Column("last_polled_at", sa.Double),
+    sa.Index("ix_tasks_visitor_submitted", "visitor_id", "submitted_at"),
+)
+
+callbacks = sa.Table(
+    "callbacks",
+    metadata,
+    sa.Column("task_id", sa.String(MAX_TASK_ID), primary_key=True),
+    sa.Column("stage", sa.String(MAX_STAGE_KEY), primary_key=True),
+    sa.Column("callback_type", sa.String(MAX_STAGE_KEY), nullable=False),
+    sa.Column("code", sa.Integer, nullable=False),
+    sa.Column("msg", sa.Text),
+    sa.Column("tracks", sa.JSON, nullable=False),
+    sa.Column("received_at", sa.Double, nullable=False),
+    sa.Column("verified", sa.Boolean, nullable=False),
+)
+
+orphan_callbacks = sa.Table(
+    "orphan_callbacks",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("task_id", sa.String(MAX_TASK_ID), nullable=False, index=True),
+    sa.Column("stage", sa.String(MAX_STAGE_KEY), nullable=False),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("received_at", sa.Double, nullable=False),
+    sa.Column("verified", sa.Boolean, nullable=False),
+)
+
+app_secrets = sa.Table(
+    "app_secrets",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+
+# --- views -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskView:
+    """One task as a page shows it."""
+
+    task_id: str
+    visitor_id: str
+    submitted_at: datetime
+    request: dict[str, Any]
+    model: str | None
+    title: str | None
+    stage: str
+    code: int | None
+    msg: str | None
+    error_code: str | None
+    error_message: str | None
+    tracks: list[Track]
+    stages_seen: dict[str, datetime]
+    updated_at: datetime
+    last_polled_at: datetime | None = None
+
+    @property
+    def is_final(self) -> bool:
+        """True once the task completed or failed."""
+        return self.stage in FINAL_STAGES
+
+    @property
+    def code_meaning(self) -> str | None:
+        """What Kie's callback code means, in plain words (None when unknown)."""
+        return CALLBACK_CODES.get(self.code) if self.code is not None else None
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What import_records did."""
+
+    added: int
+    skipped: int
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Event:
+    """One piece of news about a task: a callback or a poll."""
+
+    stage: str | None  # the stage it stands for; None: moves nothing
+    at: float
+    code: int | None = None
+    msg: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    tracks: Sequence[Track] = ()
+
+
+# --- small pure helpers ------------------------------------------------------------------
+
+
+def _now() -> float:
+    return time.time()
+
+
+def _dt(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+def _epoch(value: datetime) -> float:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.timestamp()
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def safe_media_url(value: Any) -> str | None:
+    """`value` when it is an http(s) URL, else None (javascript:, data:, junk...)."""
+    if not isinstance(value, str) or not value or len(value) > 4096:
+        return None
+    if any(ch.isspace() or ord(ch) < 32 for ch in value):
+        return None
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return None
+    return value
+
+
+def _finite(value: Any) -> Any:
+    """`value` with NaN and infinities replaced by None (they are not JSON)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _clean_track(track: Track) -> dict[str, Any]:
+    data = _finite(track.model_dump(mode="json"))
+    for name in MEDIA_URL_FIELDS:
+        data[name] = safe_media_url(data.get(name))
+    return data
+
+
+def redact_url(url: str) -> str:
+    """`url` with the values of secret query parameters (the callback token) hidden."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if not parts.query:
+        return url
+    pieces = []
+    for piece in parts.query.split("&"):
+        key = piece.split("=", 1)[0]
+        if unquote_plus(key).lower() in REDACTED_QUERY_KEYS:
+            piece = f"{key}={REDACTED}"
+        pieces.append(piece)
+    return parts._replace(query="&".join(pieces)).geturl()
+
+
+def redact_request(request: Mapping[str, Any]) -> dict[str, Any]:
+    """The wire request without secrets: the callBackUrl's token becomes ***."""
+    clean = dict(request)
+    for key in ("callBackUrl", "call_back_url"):
+        if isinstance(clean.get(key), str):
+            clean[key] = redact_url(clean[key])
+    return clean
+
+
+def _text(value: Any, limit: int) -> str | None:
+    """`value` as bounded text without NUL characters (PostgreSQL refuses them)."""
+    if value is None:
+        return None
+    return str(value).replace("\x00", "")[:limit]
+
+
+def _stage_key(payload: CallbackPayload) -> str:
+    """The callbacks-table key: failures count as the error stage."""
+    if payload.code != 200:
+        return "error"
+    return _text(payload.data.callback_type, MAX_STAGE_KEY) or ""
+
+
+def callback_problem(payload: CallbackPayload) -> str | None:
+    """Why the store would refuse this callback (None when it can keep it)."""
+    if not -(2**31) <= payload.code < 2**31:
+        return "code is out of range."
+    task_id = payload.data.task_id
+    if not task_id.strip() or len(task_id) > MAX_TASK_ID:
+        return f"data.task_id must be 1 to {MAX_TASK_ID} characters."
+    if any(ord(ch) < 32 for ch in task_id):
+        return "data.task_id contains control characters."
+    return None
+
+
+def _callback_event(payload: CallbackPayload, at: float) -> _Event:
+    kind = payload.data.callback_type
+    if payload.code != 200 or kind == "error":
+        stage: str | None = "error"
+    else:
+        stage = kind if kind in PRECEDENCE and kind != "submitted" else None
+    return _Event(
+        stage=stage,
+        at=at,
+        code=payload.code,
+        msg=_text(payload.msg, 2000),
+        tracks=payload.data.tracks,
+    )
+
+
+def _poll_event(info: TaskInfo, at: float) -> _Event:
+    stage = info.stage
+    failed = stage == "error"
+    return _Event(
+        stage=stage,
+        at=at,
+        error_code=_text(info.error_code, 100) if failed else None,
+        error_message=_text(info.error_message, 2000) if failed else None,
+        tracks=info.tracks,
+    )
+
+
+# --- the merge -------------------------------------------------------------------------
+
+_STATE = (
+    "stage",
+    "code",
+    "msg",
+    "error_code",
+    "error_message",
+    "tracks",
+    "track_ranks",
+    "stages_seen",
+)
+
+
+def _merge_tracks(
+    tracks: list[dict[str, Any]],
+    ranks: dict[str, Any],
+    incoming: Sequence[Track],
+    rank: int,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    by_id = {t["id"]: dict(t) for t in tracks}
+    ranks = {k: {"pos": list(v["pos"]), "fields": dict(v["fields"])} for k, v in ranks.items()}
+    for index, track in enumerate(incoming):
+        data = _clean_track(track)
+        current = by_id.setdefault(track.id, {"id": track.id})
+        meta = ranks.setdefault(track.id, {"pos": [rank, index], "fields": {}})
+        if rank >= meta["pos"][0]:
+            meta["pos"] = [rank, index]
+        for name in TRACK_FIELDS:
+            value = data.get(name)
+            if _blank(value):
+                current.setdefault(name, None)
+                continue
+            if _blank(current.get(name)) or rank >= meta["fields"].get(name, -1):
+                current[name] = value
+                meta["fields"][name] = rank
+    order = sorted(by_id, key=lambda tid: (-ranks[tid]["pos"][0], ranks[tid]["pos"][1], tid))
+    return [by_id[tid] for tid in order], ranks
+
+
+def _merge(state: Mapping[str, Any], event: _Event) -> dict[str, Any]:
+    """The new values of the state columns after `event`; only the ones that changed."""
+    if event.stage is None:
+        return {}
+    new = {name: state[name] for name in _STATE}
+    rank = PRECEDENCE[event.stage]
+    current = PRECEDENCE.get(state["stage"], 0)
+    outcome = ("code", "msg", "error_code", "error_message")
+    if rank > current:
+        new["stage"] = event.stage
+        for name in outcome:
+            new[name] = getattr(event, name)
+    elif rank == current:
+        for name in outcome:
+            if new[name] is None and getattr(event, name) is not None:
+                new[name] = getattr(event, name)
+    if event.tracks:
+        new["tracks"], new["track_ranks"] = _merge_tracks(
+            state["tracks"], state["track_ranks"], event.tracks, rank
+        )
+    if event.stage not in state["stages_seen"] and event.stage != "submitted":
+        new["stages_seen"] = {**state["stages_seen"], event.stage: event.at}
+    return {name: value for name, value in new.items() if value != state[name]}
+
+
+# --- the store -------------------------------------------------------------------------
+
+
+def _sqlite_hooks(engine: Engine) -> None:
+    """WAL, sane pragmas, and BEGIN IMMEDIATE for writes (SQLAlchemy's pysqlite recipe)."""
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself (below)
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get(_WRITE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _make_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return sa.create_engine(parsed, pool_pre_ping=True)
+    database = parsed.database or ""
+    in_memory = database in ("", ":memory:") or "mode=memory" in database
+    if in_memory:  # one shared connection; for tests and throwaway runs only
+        engine = sa.create_engine(
+            parsed, poolclass=StaticPool, connect_args={"check_same_thread": False}
+        )
+    else:
+        if not database.startswith("file:"):
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(parsed, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+    _sqlite_hooks(engine)
+    return engine
+
+
+class TaskStore:
+    """Tasks, their callbacks and the server's own secrets, in one database.
+
+    Safe to share between threads: every method opens its own short transaction.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._engine = _make_engine(url)
+        with self._write() as conn:
+            metadata.create_all(conn)
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    def close(self) -> None:
+        """Release the connections (a later call reconnects)."""
+        self._engine.dispose()
+
+    # -- transactions --
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self._engine.connect() as conn:
+            conn.execution_options(**{_WRITE: True})
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self._engine.connect() as conn:
+            yield conn
+
+    def _insert_ignore(self, conn: Connection, table: sa.Table, values: dict[str, Any]) -> bool:
+        """Insert unless the primary key exists; True when a row was added."""
+        name = conn.dialect.name
+        if name in ("sqlite", "postgresql"):
+            module = sqlite if name == "sqlite" else postgresql
+            stmt = module.insert(table).values(**values).on_conflict_do_nothing()
+            return conn.execute(stmt).rowcount == 1
+        keys = {c.name: values[c.name] for c in table.primary_key.columns}
+        found = conn.execute(
+            sa.select(sa.literal(1))
+            .select_from(table)
+            .where(*(table.c[k] == v for k, v in keys.items()))
+        ).first()
+        if found:
+            return False
+        conn.execute(table.insert().values(**values))
+        return True
+
+    # -- writes --
+
+    def record_submission(
+        self,
+        *,
+        task_id: str,
+        visitor_id: str,
+        request: Mapping[str, Any],
+        submitted_at: float | None = None,
+    ) -> None:
+        """Remember a task this visitor submitted (again: no change)."""
+        at = _now() if submitted_at is None else submitted_at
+        clean = redact_request(request)
+        row = {
+            "task_id": task_id,
+            "visitor_id": visitor_id,
+            "submitted_at": at,
+            "request": clean,
+            "model": _text(clean.get("model"), 40),
+            "title": _text(clean.get("title"), 500),
+            "stage": "submitted",
+            "code": None,
+            "msg": None,
+            "error_code": None,
+            "error_message": None,
+            "tracks": [],
+            "track_ranks": {},
+            "stages_seen": {"submitted": at},
+            "version": 1,
+            "updated_at": at,
+            "last_callback_at": None,
+            "last_polled_at": None,
+        }
+        with self._write() as conn:
+            if self._insert_ignore(conn, tasks, row):
+                self._adopt_orphans(conn, task_id)
+
+    def _adopt_orphans(self, conn: Connection, task_id: str) -> None:
+        """Replay callbacks that arrived before their task was recorded."""
+        rows = conn.execute(
+            sa.select(orphan_callbacks)
+            .where(orphan_callbacks.c.task_id == task_id)
+            .order_by(orphan_callbacks.c.id)
+        ).all()
+        for row in rows:
+            try:
+                payload = CallbackPayload.model_validate(row.payload)
+            except ValidationError:
+                continue
+            self._store_callback(conn, payload, verified=row.verified, at=row.received_at)
+        if rows:
+            conn.execute(orphan_callbacks.delete().where(orphan_callbacks.c.task_id == task_id))
+
+    def record_callback(
+        self, payload: CallbackPayload, *, verified: bool, received_at: float | None = None
+    ) -> Outcome:
+        """Store one callback: "stored", "duplicate" (seen before) or "orphan" (unknown task).
+
+        ValueError if callback_problem() finds it unstorable (the route checks first).
+        """
+        problem = callback_problem(payload)
+        if problem:
+            raise ValueError(problem)
+        at = _now() if received_at is None else received_at
+        with self._write() as conn:
+            known = conn.execute(
+                sa.select(sa.literal(1)).where(tasks.c.task_id == payload.data.task_id).limit(1)
+            ).first()
+            if known is None:
+                self._store_orphan(conn, payload, verified=verified, at=at)
+                return "orphan"
+            return self._store_callback(conn, payload, verified=verified, at=at)
+
+    def _store_callback(
+        self, conn: Connection, payload: CallbackPayload, *, verified: bool, at: float
+    ) -> Outcome:
+        data = payload.data
+        added = self._insert_ignore(
+            conn,
+            callbacks,
+            {
+                "task_id": data.task_id,
+                "stage": _stage_key(payload),
+                "callback_type": _text(data.callback_type, MAX_STAGE_KEY),
+                "code": payload.code,
+                "msg": _text(payload.msg, 2000),
+                "tracks": [_clean_track(t) for t in data.tracks],
+                "received_at": at,
+                "verified": verified,
+            },
+        )
+        if not added:
+            return "duplicate"
+        self._apply(conn, data.task_id, _callback_event(payload, at), {"last_callback_at": at})
+        return "stored"
+
+    def _store_orphan(
+        self, conn: Connection, payload: CallbackPayload, *, verified: bool, at: float
+    ) -> None:
+        conn.execute(
+            orphan_callbacks.insert().values(
+                task_id=payload.data.task_id,
+                stage=_stage_key(payload),
+                payload=_finite(payload.model_dump(mode="json", by_alias=True)),
+                received_at=at,
+                verified=verified,
+            )
+        )
+        threshold = conn.execute(
+            sa.select(orphan_callbacks.c.id)
+            .order_by(orphan_callbacks.c.id.desc())
+            .offset(ORPHAN_CAP)
+            .limit(1)
+        ).scalar()
+        if threshold is not None:
+            conn.execute(orphan_callbacks.delete().where(orphan_callbacks.c.id <= threshold))
+
+    def _apply(
+        self, conn: Connection, task_id: str, event: _Event, always: Mapping[str, Any]
+    ) -> bool:
+        """Merge `event` into every copy of the task; True if any shown state changed."""
+        rows = conn.execute(sa.select(tasks).where(tasks.c.task_id == task_id)).mappings().all()
+        changed_any = False
+        for row in rows:
+            changes = _merge(row, event)
+            values = dict(always)
+            if changes:
+                changed_any = True
+                values.update(changes, version=row["version"] + 1, updated_at=event.at)
+            if values:
+                conn.execute(
+                    tasks.update()
+                    .where(tasks.c.task_id == task_id, tasks.c.visitor_id == row["visitor_id"])
+                    .values(**values)
+                )
+        return changed_any
+
+    def record_poll(self, info: TaskInfo, *, polled_at: float | None = None) -> bool:
+        """Merge a record-info answer like a callback; True when the task's state changed."""
+        at = _now() if polled_at is None else polled_at
+        with self._write() as conn:
+            return self._apply(conn, info.task_id, _poll_event(info, at), {"last_polled_at": at})
+
+    def mark_polled(self, task_id: str, *, polled_at: float | None = None) -> None:
+        """Note a poll that brought nothing to merge (e.g. it failed)."""
+        at = _now() if polled_at is None else polled_at
+        with self._write() as conn:
+            conn.execute(tasks.update().where(tasks.c.task_id == task_id).values(last_polled_at=at))
+
+    # -- reads --
+
+    def tasks_to_poll(
+        self,
+        visitor_id: str,
+        *,
+        now: float | None = None,
+        quiet_after_s: float = 120,
+        every_s: float = 30,
+    ) -> list[str]:
+        """Unfinished tasks with no callback for quiet_after_s and no poll for every_s."""
+        now = _now() if now is None else now
+        quiet_since = sa.func.coalesce(tasks.c.last_callback_at, tasks.c.submitted_at)
+        stmt = (
+            sa.select(tasks.c.task_id)
+            .where(
+                tasks.c.visitor_id == visitor_id,
+                tasks.c.stage.not_in(sorted(FINAL_STAGES)),
+                quiet_since <= now - quiet_after_s,
+                sa.or_(tasks.c.last_polled_at.is_(None), tasks.c.last_polled_at <= now - every_s),
+            )
+            .order_by(tasks.c.submitted_at.desc())
+        )
+        with self._read() as conn:
+            return list(conn.execute(stmt).scalars())
+
+    def get_task(self, task_id: str, visitor_id: str | None = None) -> TaskView | None:
+        """One task (this visitor's copy when given, else the first one recorded)."""
+        stmt = sa.select(tasks).where(tasks.c.task_id == task_id)
+        if visitor_id is not None:
+            stmt = stmt.where(tasks.c.visitor_id == visitor_id)
+        stmt = stmt.order_by(tasks.c.submitted_at, tasks.c.visitor_id).limit(1)
+        with self._read() as conn:
+            row = conn.execute(stmt).mappings().first()
+        return _view(row) if row is not None else None
+
+    def list_tasks(self, visitor_id: str, *, limit: int = 20, offset: int = 0) -> list[TaskView]:
+        """This visitor's tasks, newest first."""
+        stmt = (
+            sa.select(tasks)
+            .where(tasks.c.visitor_id == visitor_id)
+            .order_by(tasks.c.submitted_at.desc(), tasks.c.task_id.desc())
+            .limit(max(0, limit))
+            .offset(max(0, offset))
+        )
+        with self._read() as conn:
+            return [_view(row) for row in conn.execute(stmt).mappings()]
+
+    def count_tasks(self, visitor_id: str) -> int:
+        stmt = sa.select(sa.func.count()).select_from(tasks).where(tasks.c.visitor_id == visitor_id)
+        with self._read() as conn:
+            return int(conn.execute(stmt).scalar_one())
+
+    def change_marker(self, visitor_id: str) -> tuple[int, int]:
+        """(task count, sum of versions): changes whenever anything shown changes."""
+        stmt = sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(tasks.c.version), 0)).where(
+            tasks.c.visitor_id == visitor_id
+        )
+        with self._read() as conn:
+            count, total = conn.execute(stmt).one()
+        return int(count), int(total)
+
+    def finished_tracks(self, visitor_id: str, limit: int = 50) -> list[tuple[TaskView, Track]]:
+        """Tracks of this visitor's completed tasks, newest task first."""
+        stmt = (
+            sa.select(tasks)
+            .where(tasks.c.visitor_id == visitor_id, tasks.c.stage == "complete")
+            .order_by(tasks.c.submitted_at.desc(), tasks.c.task_id.desc())
+            .limit(max(0, limit))
+        )
+        with self._read() as conn:
+            views = [_view(row) for row in conn.execute(stmt).mappings()]
+        pairs = [(view, track) for view in views for track in view.tracks]
+        return pairs[: max(0, limit)]
+
+    def orphans(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest callbacks for unknown task ids (for diagnosis; never shown by default)."""
+        stmt = sa.select(orphan_callbacks).order_by(orphan_callbacks.c.id.desc()).limit(limit)
+        with self._read() as conn:
+            return [
+                {
+                    "task_id": row.task_id,
+                    "stage": row.stage,
+                    "received_at": _dt(row.received_at),
+                    "verified": row.verified,
+                }
+                for row in conn.execute(stmt)
+            ]
+
+    def server_secret(self, name: str) -> str:
+        """A persistent random secret of the server (created once, race-safe)."""
+        stmt = sa.select(app_secrets.c.value).where(app_secrets.c.name == name)
+        with self._read() as conn:
+            value = conn.execute(stmt).scalar()
+        if value is not None:
+            return str(value)
+        with self._write() as conn:
+            self._insert_ignore(
+                conn, app_secrets, {"name": name, "value": secrets.token_urlsafe(32)}
+            )
+            return str(conn.execute(stmt).scalar_one())
+
+    # -- export / import --
+
+    def _all_tasks(self, visitor_id: str) -> list[TaskView]:
+        stmt = (
+            sa.select(tasks)
+            .where(tasks.c.visitor_id == visitor_id)
+            .order_by(tasks.c.submitted_at.desc(), tasks.c.task_id.desc())
+        )
+        with self._read() as conn:
+            return [_view(row) for row in conn.execute(stmt).mappings()]
+
+    def export_records(self, visitor_id: str) -> list[dict[str, Any]]:
+        """This visitor's history as JSON-able records, newest first (import_records reads it)."""
+        return [_record(view) for view in self._all_tasks(visitor_id)]
+
+    def export_csv(self, visitor_id: str) -> str:
+        """One row per track (a task without tracks gets one row with empty track columns)."""
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(CSV_COLUMNS)
+        for view in self._all_tasks(visitor_id):
+            for track in view.tracks or [None]:
+                writer.writerow([_csv_cell(v) for v in _csv_row(view, track)])
+        return out.getvalue()
+
+    def import_records(self, visitor_id: str, records: Any) -> ImportResult:
+        """Add exported records to this visitor's history; existing tasks stay untouched."""
+        if not isinstance(records, list):
+            return ImportResult(0, 0, ["The file must hold a list of task records."])
+        if len(records) > MAX_IMPORT_RECORDS:
+            return ImportResult(0, 0, [f"Too many records (at most {MAX_IMPORT_RECORDS})."])
+        rows: list[dict[str, Any]] = []
+        errors: list[str] = []
+        for number, raw in enumerate(records, start=1):
+            row, problem = _import_row(visitor_id, raw)
+            if problem:
+                errors.append(f"Record {number}: {problem}")
+            elif row is not None:
+                rows.append(row)
+        added = 0
+        if rows:
+            with self._write() as conn:
+                for row in rows:
+                    if self._insert_ignore(conn, tasks, row):
+                        added += 1
+                        self._adopt_orphans(conn, row["task_id"])
+        return ImportResult(added=added, skipped=len(rows) - added, errors=errors)
+
+
+# --- rows to views, records and CSV -------------------------------------------------------
+
+
+def _view(row: Mapping[str, Any]) -> TaskView:
+    return TaskView(
+        task_id=row["task_id"],
+        visitor_id=row["visitor_id"],
+        submitted_at=_dt(row["submitted_at"]),
+        request=dict(row["request"] or {}),
+        model=row["model"],
+        title=row["title"],
+        stage=row["stage"],
+        code=row["code"],
+        msg=row["msg"],
+        error_code=row["error_code"],
+        error_message=row["error_message"],
+        tracks=[Track.model_validate(t) for t in row["tracks"] or []],
+        stages_seen={
+            stage: _dt(at)
+            for stage, at in sorted((row["stages_seen"] or {}).items(), key=lambda kv: kv[1])
+        },
+        updated_at=_dt(row["updated_at"]),
+        last_polled_at=_dt(row["last_polled_at"]) if row["last_polled_at"] else None,
+    )
+
+
+def _record(view: TaskView) -> dict[str, Any]:
+    return {
+        "task_id": view.task_id,
+        "submitted_at": view.submitted_at.isoformat(),
+        "request": view.request,
+        "model": view.model,
+        "title": view.title,
+        "stage": view.stage,
+        "code": view.code,
+        "msg": view.msg,
+        "error_code": view.error_code,
+        "error_message": view.error_message,
+        "tracks": [t.model_dump(mode="json", exclude_none=True) for t in view.tracks],
+        "stages_seen": {stage: at.isoformat() for stage, at in view.stages_seen.items()},
+        "updated_at": view.updated_at.isoformat(),
+    }
+
+
+CSV_COLUMNS = (
+    "task_id",
+    "submitted_at",
+    "stage",
+    "code",
+    "msg",
+    "error_code",
+    "error_message",
+    "model",
+    "title",
+    "track_id",
+    "track_title",
+    "duration_s",
+    "tags",
+    "model_name",
+    "audio_url",
+    "stream_audio_url",
+    "image_url",
+)
+
+
+def _csv_row(view: TaskView, track: Track | None) -> list[Any]:
+    head = [
+        view.task_id,
+        view.submitted_at.isoformat(),
+        view.stage,
+        view.code,
+        view.msg,
+        view.error_code,
+        view.error_message,
+        view.model,
+        view.title,
+    ]
+    if track is None:
+        return head + [None] * (len(CSV_COLUMNS) - len(head))
+    return head + [
+        track.id,
+        track.title,
+        track.duration,
+        track.tags,
+        track.model_name,
+        track.audio_url,
+        track.stream_audio_url,
+        track.image_url,
+    ]
+
+
+def _csv_cell(value: Any) -> Any:
+    """Neutralise spreadsheet formulas in text cells (=, +, -, @ at the start)."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+class _ImportedRecord(BaseModel):
+    """One exported task record, as import_records accepts it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    task_id: str = Field(
+        min_length=1, max_length=200, validation_alias=AliasChoices("task_id", "taskId")
+    )
+    submitted_at: datetime
+    request: dict[str, Any] = Field(default_factory=dict)
+    stage: Literal["submitted", "text", "first", "complete", "error"] = "submitted"
+    code: int | None = Field(default=None, ge=-(2**31), lt=2**31)
+    msg: str | None = Field(default=None, max_length=2000)
+    error_code: int | str | None = None
+    error_message: str | None = Field(default=None, max_length=2000)
+    tracks: list[Track] = Field(default_factory=list, max_length=50)
+    stages_seen: dict[str, datetime] = Field(default_factory=dict)
+
+
+def _plain_error(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "record"
+    return f"{where}: {first['msg']}"
+
+
+def _import_row(visitor_id: str, raw: Any) -> tuple[dict[str, Any] | None, str | None]:
+    if not isinstance(raw, dict):
+        return None, "not a task record (expected an object)."
+    try:
+        record = _ImportedRecord.model_validate(raw)
+    except ValidationError as exc:
+        return None, _plain_error(exc)
+    if not record.task_id.strip() or any(ord(ch) < 32 for ch in record.task_id):
+        return None, "task_id: must be plain text."
+    submitted = _epoch(record.submitted_at)
+    if not math.isfinite(submitted):
+        return None, "submitted_at: not a valid time."
+    request = redact_request(record.request)
+    try:
+        json.dumps(request, allow_nan=False)
+    except (TypeError, ValueError):
+        return None, "request: not plain JSON."
+    state = {
+        "stage": "submitted",
+        "code": None,
+        "msg": None,
+        "error_code": None,
+        "error_message": None,
+        "tracks": [],
+        "track_ranks": {},
+        "stages_seen": {},
+    }
+    event = _Event(
+        stage=record.stage,
+        at=submitted,
+        code=record.code,
+        msg=_text(record.msg, 2000),
+        error_code=_text(record.error_code, 100),
+        error_message=_text(record.error_message, 2000),
+        tracks=record.tracks,
+    )
+    state.update(_merge(state, event))
+    seen = {s: _epoch(at) for s, at in record.stages_seen.items() if s in STAGES}
+    state["stages_seen"] = {"submitted": submitted, **state["stages_seen"], **seen}
+    return {
+        "task_id": record.task_id,
+        "visitor_id": visitor_id,
+        "submitted_at": submitted,
+        "request": request,
+        "model": _text(request.get("model"), 40),
+        "title": _text(request.get("title"), 500),
+        **state,
+        "version": 1,
+        "updated_at": _now(),
+        "last_callback_at": None,
+        "last_polled_at": None,
+    }, None
+
+
+@functools.cache
+def open_store(url: str) -> TaskStore:
+    """The process-wide store for `url` (pages and the callback route share its engine)."""
+    return TaskStore(url)
