@@ -103,7 +103,7 @@ def _authenticate(context: CallbackContext, request: Request, data: Any) -> bool
         try:
             verify(context.hmac_key, task_id, request.headers, tolerance_s=context.tolerance_s)
         except InvalidSignature as exc:
-            raise _Rejected(401, str(exc)) from exc
+            raise _Rejected(401, exc.msg or "Invalid signature.") from exc
         return True
     given = request.query_params.get("token")
     if not context.token or not given:
@@ -151,7 +151,7 @@ class _CallbackEndpoint:
     async def _handle(self, request: Request) -> JSONResponse:
         if request.method != "POST":
             raise _Rejected(405, "Only POST is allowed.")
-        context = self._get_context()
+        context = await anyio.to_thread.run_sync(self._get_context)  # it may read the store
         body = await _read_body(request)
         data = _load_json(body)
         verified = _authenticate(context, request, data)
