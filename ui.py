@@ -12,5 +12,6 @@ PAGES = [
 
 st.set_page_config(page_title="Extend Studio", page_icon=":material/graphic_eq:", layout="wide")
 page = st.navigation(PAGES)
+session.keep_form_values()
 session.mode_banner()
 page.run()

@@ -39,13 +39,9 @@ DEFAULTS = {
     "personaId": "",
 }
 
-# Keep what was typed when the person visits another page and comes back.
 for name, default in DEFAULTS.items():
-    st.session_state[K + name] = st.session_state.get(K + name, default)
-if K + "callBackUrl" not in st.session_state:
-    st.session_state[K + "callBackUrl"] = session.callback_url()
-else:
-    st.session_state[K + "callBackUrl"] = st.session_state[K + "callBackUrl"]
+    session.set_default(K + name, default)
+session.set_default(K + "callBackUrl", session.callback_url())
 
 visitor = session.visitor_id()
 store = session.store()

@@ -65,8 +65,10 @@ def show_track(task, track: Track, index: int) -> None:
                 st.image(track.image_url, width=120)
         with body:
             st.markdown(f"**{display.md(track.title or 'Untitled')}**")
+            preview = " · the sandbox plays a short preview" if session.settings().sandbox else ""
             st.caption(
                 f"{display.md(track.tags or 'no tags')} · {display.duration(track.duration)}"
+                + preview
             )
             if track.playable_url:
                 st.audio(track.playable_url)

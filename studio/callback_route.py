@@ -3,17 +3,22 @@
 Checks, in order, each answered with a short JSON {"error": ...} that writes nothing:
 method (405), size (413), content type (415), JSON (400), authentication (401: the
 signature headers when a webhook HMAC key is set, else the callBackUrl's ?token=),
-shape (422). Then the callback is stored (idempotently) in a worker thread and the
-answer, 200 {"ok": true, "result": "stored" | "duplicate" | "orphan"}, is sent only
-after the write committed. Nothing here calls out to the network.
+shape (422). Then the callback goes to the store's writer, which commits waiting
+callbacks in small groups (idempotently), and the answer, 200 {"ok": true, "result":
+"stored" | "duplicate" | "orphan"}, is sent only after its group committed. Nothing
+here calls out to the network.
+
+The context (store, keys, token) is fetched in a worker thread and reused for
+CONTEXT_TTL_S, so a changed setting takes effect within that many seconds.
 """
 
 from __future__ import annotations
 
-import functools
+import asyncio
 import hmac
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +36,7 @@ from studio.store import TaskStore, callback_problem
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 256 * 1024
+CONTEXT_TTL_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -132,8 +138,19 @@ def _parse(data: Any) -> CallbackPayload:
 class _CallbackEndpoint:
     """The ASGI endpoint (all methods reach it, so a 405 is JSON too)."""
 
-    def __init__(self, get_context: Callable[[], CallbackContext]) -> None:
+    def __init__(self, get_context: Callable[[], CallbackContext], context_ttl_s: float) -> None:
         self._get_context = get_context
+        self._context_ttl_s = context_ttl_s
+        self._context: tuple[float, CallbackContext] | None = None  # (fetched at, context)
+
+    async def _current_context(self) -> CallbackContext:
+        now = time.monotonic()
+        cached = self._context
+        if cached is not None and now - cached[0] < self._context_ttl_s:
+            return cached[1]
+        context = await anyio.to_thread.run_sync(self._get_context)  # it may read the store
+        self._context = (now, context)
+        return context
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
@@ -151,13 +168,15 @@ class _CallbackEndpoint:
     async def _handle(self, request: Request) -> JSONResponse:
         if request.method != "POST":
             raise _Rejected(405, "Only POST is allowed.")
-        context = await anyio.to_thread.run_sync(self._get_context)  # it may read the store
+        context = await self._current_context()
         body = await _read_body(request)
         data = _load_json(body)
         verified = _authenticate(context, request, data)
         payload = _parse(data)
-        record = functools.partial(context.store.record_callback, payload, verified=verified)
-        result = await anyio.to_thread.run_sync(record)
+        # Resolves once the writer committed it. Shielded: a client that hangs up must
+        # not cancel the wait half-way (the write goes ahead all the same).
+        done = context.store.submit_callback(payload, verified=verified)
+        result = await asyncio.shield(asyncio.wrap_future(done))
         log.info(
             "callback %s: task %r, stage %r",
             result,
@@ -168,7 +187,10 @@ class _CallbackEndpoint:
 
 
 def callback_route(
-    get_context: Callable[[], CallbackContext], path: str = "/kie/callback"
+    get_context: Callable[[], CallbackContext],
+    path: str = "/kie/callback",
+    *,
+    context_ttl_s: float = CONTEXT_TTL_S,
 ) -> Route:
     """The Starlette route that receives Kie's callbacks at `path`."""
-    return Route(path, _CallbackEndpoint(get_context), name="kie_callback")
+    return Route(path, _CallbackEndpoint(get_context, context_ttl_s), name="kie_callback")

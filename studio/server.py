@@ -11,11 +11,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio.to_thread
+import streamlit.config
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount
 
 from kie.sandbox import create_app as create_sandbox
+from kie.webhook import DEFAULT_TOLERANCE_S
 from studio.callback_route import CallbackContext, callback_route
+from studio.reconciler import Reconciler
+from studio.reconciler import from_environment as reconciler_from_environment
 from studio.runtime import callback_token, host, store_for
 from studio.settings import CALLBACK_PATH, SANDBOX_PREFIX
 from studio.visitor import VisitorCookieMiddleware
@@ -25,6 +30,8 @@ log = logging.getLogger(__name__)
 # Seconds between the sandbox's task stages; tests and demos may shorten it.
 SANDBOX_STAGE_DELAY_ENV = "KIE_SANDBOX_STAGE_DELAY_S"
 DEFAULT_STAGE_DELAY_S = 2.0
+# Seconds a signed callback's timestamp may differ from now (replay window).
+TOLERANCE_ENV = "KIE_WEBHOOK_TOLERANCE_S"
 
 
 def enable_nodelay_on_listeners() -> int:
@@ -64,15 +71,43 @@ async def lifespan(_app: Any) -> AsyncIterator[None]:
     # uvicorn runs the lifespan before it starts accepting, on a socket already bound.
     changed = enable_nodelay_on_listeners()
     log.debug("TCP_NODELAY set on %d listening socket(s)", changed)
-    yield
+    # The reconciler (studio/reconciler.py): confirms callbacks against record-info and
+    # polls quiet tasks with the host's access, in its own thread; stopped at shutdown.
+    reconciler = await anyio.to_thread.run_sync(_start_reconciler)
+    try:
+        yield
+    finally:
+        if reconciler is not None:
+            await anyio.to_thread.run_sync(reconciler.stop)
+
+
+def _start_reconciler() -> Reconciler | None:
+    try:
+        port = int(streamlit.config.get_option("server.port"))
+        reconciler = reconciler_from_environment(port)
+        if reconciler is not None:
+            reconciler.start()
+        return reconciler
+    except Exception:  # noqa: BLE001 - the app still serves without it
+        log.exception("The reconciler did not start")
+        return None
 
 
 def _callback_context() -> CallbackContext:
     settings = host()
     store = store_for(settings)
     return CallbackContext(
-        store=store, hmac_key=settings.webhook_hmac_key, token=callback_token(store)
+        store=store,
+        hmac_key=settings.webhook_hmac_key,
+        token=callback_token(store),
+        tolerance_s=_tolerance_s(),
     )
+
+
+def _tolerance_s() -> int:
+    """KIE_WEBHOOK_TOLERANCE_S: how old (or new) a signed timestamp may be; default 300."""
+    raw = os.environ.get(TOLERANCE_ENV, "").strip()
+    return int(raw) if raw.isdigit() else DEFAULT_TOLERANCE_S
 
 
 def routes() -> list[BaseRoute]:

@@ -99,6 +99,16 @@ def mode_banner() -> None:
         st.info("**Sandbox:** simulated results, no credits used.", icon=":material/science:")
 
 
+def keep_form_values() -> None:
+    """Keep the Extend form's values while another page is shown.
+
+    Streamlit drops a widget's value on a run that does not draw the widget; setting the
+    key again on every run, whatever the page, keeps it (and lets other pages prefill).
+    """
+    for key in [k for k in st.session_state if str(k).startswith(Keys.EXTEND_PREFIX)]:
+        st.session_state[key] = st.session_state[key]
+
+
 def set_default(key: str, value: Any) -> None:
     if key not in st.session_state:
         st.session_state[key] = value

@@ -31,9 +31,13 @@ import functools
 import io
 import json
 import math
+import logging
 import secrets
+import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -77,9 +81,13 @@ MAX_IMPORT_RECORDS = 10_000
 MAX_STAGE_KEY = 40
 MAX_TASK_ID = 200
 BUSY_TIMEOUT_MS = 5000
+WRITER_GROUP_MAX = 64  # callbacks committed together at most
+WRITER_IDLE_S = 5.0  # the writer thread ends after this long without work
 _WRITE = "studio_write"  # execution option: this connection's transaction writes
 
 Outcome = Literal["stored", "duplicate", "orphan"]
+
+log = logging.getLogger(__name__)
 
 # --- schema --------------------------------------------------------------------------
 
@@ -438,15 +446,80 @@ def _make_engine(url: str) -> Engine:
     return engine
 
 
+# --- the callback writer -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _CallbackWrite:
+    """One callback waiting for the writer; `done` resolves after its group committed."""
+
+    payload: CallbackPayload
+    verified: bool
+    at: float
+    done: Future[Outcome]
+
+
+class _CallbackWriter:
+    """Group commit for callbacks: one thread takes whatever is waiting (up to
+    WRITER_GROUP_MAX), stores it all in ONE write transaction, and only after the
+    commit resolves each callback's future. A durable commit costs the same for one
+    callback as for sixty-four, so under load this is what keeps up.
+
+    The thread starts on the first callback and ends after WRITER_IDLE_S without any.
+    """
+
+    def __init__(self, commit: Callable[[list[_CallbackWrite]], None]) -> None:
+        self._commit = commit
+        self._waiting: deque[_CallbackWrite] = deque()
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, item: _CallbackWrite) -> None:
+        with self._wake:
+            self._waiting.append(item)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="taskstore-callback-writer", daemon=True
+                )
+                self._thread.start()
+            else:
+                self._wake.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                if not self._waiting:
+                    self._wake.wait(WRITER_IDLE_S)
+                if not self._waiting:
+                    self._thread = None  # under the lock: submit() starts a new one
+                    return
+                count = min(len(self._waiting), WRITER_GROUP_MAX)
+                group = [self._waiting.popleft() for _ in range(count)]
+            # From here on a waiter cannot cancel: what was handed in gets written.
+            for item in group:
+                item.done.set_running_or_notify_cancel()
+            try:
+                self._commit(group)
+            except BaseException as exc:  # never leave a waiter hanging
+                for item in group:
+                    if not item.done.done():
+                        item.done.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+
+
 class TaskStore:
     """Tasks, their callbacks and the server's own secrets, in one database.
 
     Safe to share between threads: every method opens its own short transaction.
+    Callbacks go through one writer thread per store that commits them in groups
+    (see _CallbackWriter); a callback is acknowledged only once it is committed.
     """
 
     def __init__(self, url: str) -> None:
         self.url = url
         self._engine = _make_engine(url)
+        self._writer = _CallbackWriter(self._commit_callbacks)
         with self._write() as conn:
             metadata.create_all(conn)
 
@@ -548,20 +621,56 @@ class TaskStore:
     ) -> Outcome:
         """Store one callback: "stored", "duplicate" (seen before) or "orphan" (unknown task).
 
-        ValueError if callback_problem() finds it unstorable (the route checks first).
+        Returns once the callback is committed. ValueError if callback_problem() finds
+        it unstorable (the route checks first).
+        """
+        return self.submit_callback(payload, verified=verified, received_at=received_at).result()
+
+    def submit_callback(
+        self, payload: CallbackPayload, *, verified: bool, received_at: float | None = None
+    ) -> Future[Outcome]:
+        """Hand a callback to the writer; the future resolves to record_callback's answer
+        after the group it went in has committed (or to the exception that stopped it).
+
+        ValueError at once if callback_problem() finds it unstorable.
         """
         problem = callback_problem(payload)
         if problem:
             raise ValueError(problem)
         at = _now() if received_at is None else received_at
-        with self._write() as conn:
-            known = conn.execute(
-                sa.select(sa.literal(1)).where(tasks.c.task_id == payload.data.task_id).limit(1)
-            ).first()
-            if known is None:
-                self._store_orphan(conn, payload, verified=verified, at=at)
-                return "orphan"
-            return self._store_callback(conn, payload, verified=verified, at=at)
+        done: Future[Outcome] = Future()
+        self._writer.submit(_CallbackWrite(payload, verified, at, done))
+        return done
+
+    def _commit_callbacks(self, group: list[_CallbackWrite]) -> None:
+        """Store a group in one transaction; resolve the futures after the commit.
+
+        Should the group fail (a bad event, a lock timeout), each callback is retried
+        in a transaction of its own, so one failure reaches only its own waiter.
+        """
+        try:
+            with self._write() as conn:
+                outcomes = [self._record_callback(conn, item) for item in group]
+        except Exception as exc:
+            if len(group) == 1:
+                group[0].done.set_exception(exc)
+                return
+            log.warning("a group of %d callbacks failed (%s); one by one", len(group), exc)
+            for item in group:
+                self._commit_callbacks([item])
+            return
+        for item, outcome in zip(group, outcomes, strict=True):
+            item.done.set_result(outcome)
+
+    def _record_callback(self, conn: Connection, item: _CallbackWrite) -> Outcome:
+        payload = item.payload
+        known = conn.execute(
+            sa.select(sa.literal(1)).where(tasks.c.task_id == payload.data.task_id).limit(1)
+        ).first()
+        if known is None:
+            self._store_orphan(conn, payload, verified=item.verified, at=item.at)
+            return "orphan"
+        return self._store_callback(conn, payload, verified=item.verified, at=item.at)
 
     def _store_callback(
         self, conn: Connection, payload: CallbackPayload, *, verified: bool, at: float
@@ -790,6 +899,209 @@ class TaskStore:
         return ImportResult(added=added, skipped=len(rows) - added, errors=errors)
 
 
+    # --- reconciliation -------------------------------------------------------------------
+    # Added for studio/reconciler.py (docs/reliability.md, points 2 and 8). Everything
+    # below uses the `task_checks` table defined at the end of this module; nothing above
+    # depends on it. Kie signs task_id.timestamp, not the body, so a callback's tracks are
+    # only trusted once record-info agrees; record-info wins where the two differ.
+
+    def tasks_to_poll_all(
+        self,
+        *,
+        now: float | None = None,
+        quiet_after_s: float = 120,
+        every_s: float = 30,
+        max_age_s: float = 14 * 86400,
+        limit: int = 50,
+    ) -> list[str]:
+        """tasks_to_poll across visitors: distinct unfinished task ids, least recently
+        polled first, submitted within max_age_s (Kie keeps tasks about 14 days)."""
+        now = _now() if now is None else now
+        quiet_since = sa.func.coalesce(tasks.c.last_callback_at, tasks.c.submitted_at)
+        stmt = (
+            sa.select(tasks.c.task_id)
+            .where(
+                tasks.c.stage.not_in(sorted(FINAL_STAGES)),
+                quiet_since <= now - quiet_after_s,
+                tasks.c.submitted_at >= now - max_age_s,
+                sa.or_(tasks.c.last_polled_at.is_(None), tasks.c.last_polled_at <= now - every_s),
+            )
+            .group_by(tasks.c.task_id)
+            .order_by(sa.func.min(sa.func.coalesce(tasks.c.last_polled_at, 0.0)), tasks.c.task_id)
+            .limit(max(0, limit))
+        )
+        with self._read() as conn:
+            return list(conn.execute(stmt).scalars())
+
+    def tasks_to_confirm(
+        self, *, now: float | None = None, retry_every_s: float = 30, limit: int = 50
+    ) -> list[str]:
+        """Completed tasks whose current state record-info has not confirmed yet (never
+        checked, changed since the check, or a pending check due again)."""
+        now = _now() if now is None else now
+        joined = tasks.outerjoin(
+            task_checks,
+            sa.and_(
+                task_checks.c.task_id == tasks.c.task_id,
+                task_checks.c.visitor_id == tasks.c.visitor_id,
+            ),
+        )
+        stmt = (
+            sa.select(tasks.c.task_id)
+            .select_from(joined)
+            .where(
+                tasks.c.stage == "complete",
+                sa.or_(
+                    task_checks.c.task_id.is_(None),
+                    task_checks.c.checked_version != tasks.c.version,
+                    sa.and_(
+                        task_checks.c.verdict == "pending",
+                        task_checks.c.last_attempt_at <= now - retry_every_s,
+                    ),
+                ),
+            )
+            .group_by(tasks.c.task_id)
+            .order_by(
+                sa.func.min(sa.func.coalesce(task_checks.c.last_attempt_at, 0.0)), tasks.c.task_id
+            )
+            .limit(max(0, limit))
+        )
+        with self._read() as conn:
+            return list(conn.execute(stmt).scalars())
+
+    def reconcile(
+        self, info: TaskInfo, *, at: float | None = None, max_attempts: int = 10
+    ) -> Confirmation:
+        """Merge a record-info answer with record-info as the authority.
+
+        Like record_poll, plus: once record-info says SUCCESS, the task's tracks become
+        record-info's tracks (a field record-info leaves blank keeps the callback's value,
+        except media URLs); should record-info report a failure for a task a callback
+        called complete, the task becomes an error. Completed tasks get a verdict in
+        task_checks: confirmed, corrected (the two disagreed; `differences` says where),
+        pending (record-info not final yet) or unverifiable (pending max_attempts times).
+        """
+        at = _now() if at is None else at
+        verdicts: list[str] = []
+        differences: list[str] = []
+        with self._write() as conn:
+            rows = (
+                conn.execute(sa.select(tasks).where(tasks.c.task_id == info.task_id))
+                .mappings()
+                .all()
+            )
+            for row in rows:
+                verdict, diffs, values = _reconciled(row, info, at)
+                for diff in diffs:
+                    if diff not in differences:
+                        differences.append(diff)
+                if values:
+                    values.update(version=row["version"] + 1, updated_at=at)
+                values["last_polled_at"] = at
+                conn.execute(
+                    tasks.update()
+                    .where(tasks.c.task_id == row["task_id"], tasks.c.visitor_id == row["visitor_id"])
+                    .values(**values)
+                )
+                if verdict is None:
+                    continue
+                version = values.get("version", row["version"])
+                verdict = self._note_check(
+                    conn, row, version, verdict, at, "; ".join(diffs)[:2000], max_attempts
+                )
+                verdicts.append(verdict)
+        order = ("corrected", "confirmed", "pending", "unverifiable")
+        final = min(verdicts, key=order.index) if verdicts else "n/a"
+        return Confirmation(verdict=final, differences=differences)
+
+    def note_check_failed(
+        self, task_id: str, reason: str, *, at: float | None = None, max_attempts: int = 10
+    ) -> str:
+        """Count a confirmation attempt that got no usable answer (e.g. record-info
+        failed); returns the verdict now: pending, or unverifiable after max_attempts."""
+        at = _now() if at is None else at
+        verdict = "n/a"
+        with self._write() as conn:
+            rows = (
+                conn.execute(
+                    sa.select(tasks).where(tasks.c.task_id == task_id, tasks.c.stage == "complete")
+                )
+                .mappings()
+                .all()
+            )
+            for row in rows:
+                verdict = self._note_check(
+                    conn, row, row["version"], "pending", at, reason[:2000], max_attempts
+                )
+        return verdict
+
+    def _note_check(
+        self,
+        conn: Connection,
+        row: Mapping[str, Any],
+        version: int,
+        verdict: str,
+        at: float,
+        note: str,
+        max_attempts: int,
+    ) -> str:
+        key = {"task_id": row["task_id"], "visitor_id": row["visitor_id"]}
+        where = (
+            task_checks.c.task_id == key["task_id"],
+            task_checks.c.visitor_id == key["visitor_id"],
+        )
+        previous = conn.execute(sa.select(task_checks).where(*where)).mappings().first()
+        attempts = 1
+        if previous is not None and previous["checked_version"] == version:
+            attempts = previous["attempts"] + 1
+        if verdict == "pending" and attempts >= max_attempts:
+            verdict = "unverifiable"
+        values = {
+            "checked_version": version,
+            "verdict": verdict,
+            "attempts": attempts,
+            "last_attempt_at": at,
+            "note": note or None,
+        }
+        if previous is None:
+            self._insert_ignore(conn, task_checks, {**key, **values})
+        conn.execute(task_checks.update().where(*where).values(**values))
+        return verdict
+
+    def confirmation(self, task_id: str, visitor_id: str | None = None) -> str:
+        """Whether record-info backs this task's current state.
+
+        "confirmed" or "corrected" (record-info won a disagreement): trusted.
+        "unconfirmed" (a completed task not checked yet), "pending" (record-info not
+        final yet), "unverifiable" (no usable answer after several tries): the tracks
+        came from a callback only. "n/a": the task has not completed.
+        """
+        stmt = (
+            sa.select(tasks.c.stage, tasks.c.version, task_checks.c.checked_version,
+                      task_checks.c.verdict)
+            .select_from(
+                tasks.outerjoin(
+                    task_checks,
+                    sa.and_(
+                        task_checks.c.task_id == tasks.c.task_id,
+                        task_checks.c.visitor_id == tasks.c.visitor_id,
+                    ),
+                )
+            )
+            .where(tasks.c.task_id == task_id)
+        )
+        if visitor_id is not None:
+            stmt = stmt.where(tasks.c.visitor_id == visitor_id)
+        stmt = stmt.order_by(tasks.c.submitted_at, tasks.c.visitor_id).limit(1)
+        with self._read() as conn:
+            row = conn.execute(stmt).first()
+        if row is None:
+            return "n/a"
+        if row.verdict is not None and row.checked_version == row.version:
+            return str(row.verdict)
+        return "unconfirmed" if row.stage == "complete" else "n/a"
+
+
 # --- rows to views, records and CSV -------------------------------------------------------
 
 
@@ -973,3 +1285,110 @@ def _import_row(visitor_id: str, raw: Any) -> tuple[dict[str, Any] | None, str |
 def open_store(url: str) -> TaskStore:
     """The process-wide store for `url` (pages and the callback route share its engine)."""
     return TaskStore(url)
+
+
+# --- reconciliation ------------------------------------------------------------------------
+# The table and helpers behind TaskStore.reconcile (see the methods at the end of the class).
+
+TRUSTED_VERDICTS = frozenset({"confirmed", "corrected"})
+CONFIRMED_RANK = max(PRECEDENCE.values()) + 1  # above any callback: they only fill blanks
+
+task_checks = sa.Table(
+    "task_checks",
+    metadata,
+    sa.Column("task_id", sa.String(MAX_TASK_ID), primary_key=True),
+    sa.Column("visitor_id", sa.String(200), primary_key=True),
+    sa.Column("checked_version", sa.Integer, nullable=False),  # tasks.version it applies to
+    sa.Column("verdict", sa.String(20), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("last_attempt_at", sa.Double, nullable=False),
+    sa.Column("note", sa.Text),  # where record-info and the callbacks disagreed
+)
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """What TaskStore.reconcile concluded."""
+
+    verdict: str  # confirmed | corrected | pending | unverifiable | n/a
+    differences: list[str] = field(default_factory=list)
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    """A value for the log: URLs without their query string, everything bounded."""
+    text = str(value)
+    if isinstance(value, str) and "?" in value and value.lower().startswith("http"):
+        text = value.split("?", 1)[0] + "?…"
+    text = "".join(ch if ch.isprintable() else "?" for ch in text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _authoritative_tracks(
+    current: Sequence[Mapping[str, Any]], incoming: Sequence[Track], compare: bool
+) -> tuple[list[dict[str, Any]], dict[str, Any], list[str]]:
+    """record-info's tracks (blank non-media fields filled from `current`), their ranks,
+    and, when `compare`, where `current` disagreed."""
+    known = {t["id"]: t for t in current}
+    result: list[dict[str, Any]] = []
+    ranks: dict[str, Any] = {}
+    diffs: list[str] = []
+    for index, track in enumerate(incoming):
+        data = _clean_track(track)
+        old = known.get(track.id)
+        if old is None and compare:
+            diffs.append(f"track {_short(track.id, 60)}: only in record-info")
+        for name in TRACK_FIELDS:
+            new, before = data.get(name), (old or {}).get(name)
+            if _blank(new):
+                data[name] = None if name in MEDIA_URL_FIELDS or _blank(before) else before
+            elif compare and not _blank(before) and before != new:
+                diffs.append(
+                    f"track {_short(track.id, 60)} {name}: callback {_short(before)!r}, "
+                    f"record-info {_short(new)!r}"
+                )
+        result.append(data)
+        ranks[track.id] = {
+            "pos": [CONFIRMED_RANK, index],
+            "fields": {n: CONFIRMED_RANK for n in TRACK_FIELDS if not _blank(data.get(n))},
+        }
+    if compare:
+        wanted = {t.id for t in incoming}
+        diffs += [
+            f"track {_short(tid, 60)}: not in record-info (dropped)" for tid in known if tid not in wanted
+        ]
+    return result, ranks, diffs
+
+
+def _reconciled(
+    row: Mapping[str, Any], info: TaskInfo, at: float
+) -> tuple[str | None, list[str], dict[str, Any]]:
+    """(verdict or None, differences, changed columns) for one copy of a task."""
+    was_complete = row["stage"] == "complete"
+    state = {name: row[name] for name in _STATE}
+    state.update(_merge(state, _poll_event(info, at)))
+    stage = info.stage
+    verdict: str | None = None
+    diffs: list[str] = []
+    if stage == "complete":
+        state["tracks"], state["track_ranks"], diffs = _authoritative_tracks(
+            row["tracks"], info.tracks, compare=was_complete
+        )
+        verdict = "corrected" if diffs else "confirmed"
+    elif stage == "error" and was_complete:
+        diffs = [f"callback said complete, record-info says {_short(info.status, 40)}"]
+        state.update(
+            stage="error",
+            code=None,
+            msg=None,
+            error_code=_text(info.error_code, 100),
+            error_message=_text(info.error_message, 2000),
+            tracks=[],
+            track_ranks={},
+        )
+        if "error" not in state["stages_seen"]:
+            state["stages_seen"] = {**state["stages_seen"], "error": at}
+        verdict = "corrected"
+    elif was_complete:
+        verdict = "pending"  # Kie has not finished the task a callback called complete
+    changes = {name: value for name, value in state.items() if value != row[name]}
+    return verdict, diffs, changes

@@ -14,17 +14,17 @@ CANARY_KEY = "sk-canary-5f0e1d2c3b4a"
 
 def commit(page: Page, label: str | re.Pattern[str], value: str) -> None:
     """Type into a field and leave it, as a person does (Streamlit sends it on blur)."""
-    field = page.get_by_label(label)
+    field = page.get_by_label(label, exact=True) if isinstance(label, str) else page.get_by_label(
+        label
+    )
     field.fill(value)
     field.press("Tab")
     wait_idle(page)
 
 
 def choose(page: Page, select_label: str, option: str) -> None:
-    page.locator('[data-testid="stSelectbox"]').filter(has_text=select_label).locator(
-        '[data-baseweb="select"]'
-    ).click()
-    page.get_by_role("option", name=option).click()
+    page.get_by_role("combobox", name=select_label).click()
+    page.get_by_role("option", name=option, exact=True).click()
     wait_idle(page)
 
 
@@ -40,9 +40,10 @@ def test_extend_watch_and_extend_again(page: Page, app_server: AppServer) -> Non
 
     # Start from a demo track: its ID and model fill in, and its length bounds Continue at.
     choose(page, "Extend from a track in history", "Demo: Sunrise Piano, V4_5, 96 s")
-    expect(page.get_by_label("Audio ID")).to_have_value("demo-sunrise-piano")
+    expect(page.get_by_label("Audio ID", exact=True)).to_have_value("demo-sunrise-piano")
     commit(page, re.compile("^Continue at"), "120")
-    expect(page.get_by_text("Must be less than the source track's length (96 seconds).")).to_be_visible()
+    too_far = "Must be less than the source track's length (96 seconds)."
+    expect(page.get_by_text(too_far)).to_be_visible()
     expect(extend_button(page)).to_be_disabled()
 
     # Fix it and fill the rest.
@@ -62,7 +63,8 @@ def test_extend_watch_and_extend_again(page: Page, app_server: AppServer) -> Non
     expect(page.get_by_text("Complete", exact=False).first).to_be_visible(timeout=30_000)
     expect(page.locator("audio")).to_have_count(2, timeout=30_000)
     page.wait_for_function(
-        "() => [...document.querySelectorAll('audio')].every(a => a.readyState >= 1 && a.duration > 1)",
+        "() => [...document.querySelectorAll('audio')]"
+        ".every(a => a.readyState >= 1 && a.duration > 1)",
         timeout=20_000,
     )
     expect(page.get_by_role("img").first).to_be_visible()
@@ -72,7 +74,7 @@ def test_extend_watch_and_extend_again(page: Page, app_server: AppServer) -> Non
     page.get_by_role("button", name="Extend this track").first.click()
     wait_idle(page)
     expect(page.get_by_role("heading", name="Extend a track")).to_be_visible()
-    audio_id = page.get_by_label("Audio ID").input_value()
+    audio_id = page.get_by_label("Audio ID", exact=True).input_value()
     assert audio_id and audio_id != "demo-sunrise-piano"
     commit(page, "Title", "Sunrise, Extended Again")
     expect(extend_button(page)).to_be_enabled()
@@ -101,7 +103,9 @@ def test_another_browser_is_another_visitor(browser, app_server: AppServer) -> N
     context.close()
 
 
-def test_invalid_value_shows_its_message_next_to_the_field(page: Page, app_server: AppServer) -> None:
+def test_invalid_value_shows_its_message_next_to_the_field(
+    page: Page, app_server: AppServer
+) -> None:
     page.goto(app_server.url)
     wait_idle(page)
     choose(page, "Model", "V4")
@@ -115,11 +119,11 @@ def test_invalid_value_shows_its_message_next_to_the_field(page: Page, app_serve
 def test_settings_never_shows_a_set_key(page: Page, app_server: AppServer) -> None:
     page.goto(app_server.url + "/settings")
     wait_idle(page)
-    page.get_by_label("New API key").fill(CANARY_KEY)
+    page.get_by_role("textbox", name="New API key").fill(CANARY_KEY)
     page.get_by_role("button", name="Save").click()
     wait_idle(page)
     expect(page.get_by_text("An API key is set for this session.")).to_be_visible()
-    expect(page.get_by_label("New API key")).to_have_value("")
+    expect(page.get_by_role("textbox", name="New API key")).to_have_value("")
     assert CANARY_KEY not in page.content()
     screenshot(page, "settings")
     page.get_by_role("link", name="Extend").first.click()
