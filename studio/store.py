@@ -30,8 +30,9 @@ import csv
 import functools
 import io
 import json
-import math
 import logging
+import math
+import re
 import secrets
 import threading
 import time
@@ -86,6 +87,7 @@ WRITER_IDLE_S = 5.0  # the writer thread ends after this long without work
 _WRITE = "studio_write"  # execution option: this connection's transaction writes
 
 Outcome = Literal["stored", "duplicate", "orphan"]
+_UNSAFE_URL_CHAR = re.compile(r"[\x00-\x1f\s]")  # control characters and any whitespace
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +233,7 @@ def safe_media_url(value: Any) -> str | None:
     """`value` when it is an http(s) URL, else None (javascript:, data:, junk...)."""
     if not isinstance(value, str) or not value or len(value) > 4096:
         return None
-    if any(ch.isspace() or ord(ch) < 32 for ch in value):
+    if _UNSAFE_URL_CHAR.search(value):
         return None
     try:
         parts = urlsplit(value)
@@ -546,21 +548,26 @@ class TaskStore:
             yield conn
 
     def _insert_ignore(self, conn: Connection, table: sa.Table, values: dict[str, Any]) -> bool:
-        """Insert unless the primary key exists; True when a row was added."""
+        """Insert unless the primary key exists; True when a row was added.
+
+        Values travel as parameters, not in the statement: the statement is the same for
+        every row, so SQLAlchemy reuses its compiled form (a hot path for callbacks).
+        """
         name = conn.dialect.name
         if name in ("sqlite", "postgresql"):
             module = sqlite if name == "sqlite" else postgresql
-            stmt = module.insert(table).values(**values).on_conflict_do_nothing()
-            return conn.execute(stmt).rowcount == 1
-        keys = {c.name: values[c.name] for c in table.primary_key.columns}
+            stmt = module.insert(table).on_conflict_do_nothing()
+            return conn.execute(stmt, values).rowcount == 1
+        keys = {f"pk_{c.name}": values[c.name] for c in table.primary_key.columns}
         found = conn.execute(
             sa.select(sa.literal(1))
             .select_from(table)
-            .where(*(table.c[k] == v for k, v in keys.items()))
+            .where(*(c == sa.bindparam(f"pk_{c.name}") for c in table.primary_key.columns)),
+            keys,
         ).first()
         if found:
             return False
-        conn.execute(table.insert().values(**values))
+        conn.execute(table.insert(), values)
         return True
 
     # -- writes --
@@ -665,7 +672,8 @@ class TaskStore:
     def _record_callback(self, conn: Connection, item: _CallbackWrite) -> Outcome:
         payload = item.payload
         known = conn.execute(
-            sa.select(sa.literal(1)).where(tasks.c.task_id == payload.data.task_id).limit(1)
+            sa.select(sa.literal(1)).where(tasks.c.task_id == sa.bindparam("id")).limit(1),
+            {"id": payload.data.task_id},
         ).first()
         if known is None:
             self._store_orphan(conn, payload, verified=item.verified, at=item.at)
@@ -699,13 +707,14 @@ class TaskStore:
         self, conn: Connection, payload: CallbackPayload, *, verified: bool, at: float
     ) -> None:
         conn.execute(
-            orphan_callbacks.insert().values(
-                task_id=payload.data.task_id,
-                stage=_stage_key(payload),
-                payload=_finite(payload.model_dump(mode="json", by_alias=True)),
-                received_at=at,
-                verified=verified,
-            )
+            orphan_callbacks.insert(),
+            {
+                "task_id": payload.data.task_id,
+                "stage": _stage_key(payload),
+                "payload": _finite(payload.model_dump(mode="json", by_alias=True)),
+                "received_at": at,
+                "verified": verified,
+            },
         )
         threshold = conn.execute(
             sa.select(orphan_callbacks.c.id)
@@ -720,7 +729,12 @@ class TaskStore:
         self, conn: Connection, task_id: str, event: _Event, always: Mapping[str, Any]
     ) -> bool:
         """Merge `event` into every copy of the task; True if any shown state changed."""
-        rows = conn.execute(sa.select(tasks).where(tasks.c.task_id == task_id)).mappings().all()
+        select = sa.select(tasks).where(tasks.c.task_id == sa.bindparam("id"))
+        rows = conn.execute(select, {"id": task_id}).mappings().all()
+        update = tasks.update().where(
+            tasks.c.task_id == sa.bindparam("b_task_id"),
+            tasks.c.visitor_id == sa.bindparam("b_visitor_id"),
+        )
         changed_any = False
         for row in rows:
             changes = _merge(row, event)
@@ -729,11 +743,8 @@ class TaskStore:
                 changed_any = True
                 values.update(changes, version=row["version"] + 1, updated_at=event.at)
             if values:
-                conn.execute(
-                    tasks.update()
-                    .where(tasks.c.task_id == task_id, tasks.c.visitor_id == row["visitor_id"])
-                    .values(**values)
-                )
+                keys = {"b_task_id": task_id, "b_visitor_id": row["visitor_id"]}
+                conn.execute(update, {**values, **keys})
         return changed_any
 
     def record_poll(self, info: TaskInfo, *, polled_at: float | None = None) -> bool:

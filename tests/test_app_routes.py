@@ -1,0 +1,155 @@
+"""The routes `streamlit run app.py` serves besides the pages, over real HTTP."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from appserver import AppServer, running_app
+
+from kie.webhook import signed_headers
+from studio.runtime import CALLBACK_TOKEN_NAME
+from studio.store import TaskStore
+
+HMAC_KEY = "test-webhook-key"
+
+
+def callback_body(task_id: str, stage: str = "complete") -> dict:
+    track = {
+        "id": f"{task_id}-a",
+        "audio_url": "https://cdn.example.com/a.mp3",
+        "stream_audio_url": "https://cdn.example.com/a-stream",
+        "image_url": "https://cdn.example.com/a.png",
+        "title": "Signed Song",
+        "tags": "piano",
+        "duration": 120.5,
+        "model_name": "chirp-v4",
+    }
+    return {
+        "code": 200,
+        "msg": "All generated successfully.",
+        "data": {"callbackType": stage, "task_id": task_id, "data": [track]},
+    }
+
+
+def store_of(server: AppServer) -> TaskStore:
+    return TaskStore(server.env["KIE_DATABASE_URL"])
+
+
+@pytest.fixture(scope="module")
+def signed_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
+    with running_app(tmp_path_factory.mktemp("signed"), KIE_WEBHOOK_HMAC_KEY=HMAC_KEY) as app:
+        yield app
+
+
+@pytest.fixture(scope="module")
+def token_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
+    with running_app(tmp_path_factory.mktemp("token")) as app:
+        yield app
+
+
+def post(server: AppServer, body: bytes | dict, headers: dict[str, str] | None = None,
+         query: str = "") -> requests.Response:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return requests.post(
+        f"{server.url}/kie/callback{query}",
+        data=data,
+        headers={"Content-Type": "application/json", **(headers or {})},
+        timeout=10,
+    )
+
+
+def submitted(server: AppServer, task_id: str) -> TaskStore:
+    store = store_of(server)
+    store.record_submission(task_id=task_id, visitor_id="visitor-abcdefghijklmnop",
+                            request={"title": "x"})
+    return store
+
+
+def test_signed_callback_is_stored(signed_app: AppServer) -> None:
+    store = submitted(signed_app, "task-signed-1")
+    response = post(signed_app, callback_body("task-signed-1"),
+                    signed_headers(HMAC_KEY, "task-signed-1"))
+    assert response.status_code == 200, response.text
+    task = store.get_task("task-signed-1")
+    assert task is not None and task.stage == "complete"
+    assert [t.title for t in task.tracks] == ["Signed Song"]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},  # unsigned
+        signed_headers("another-key", "task-signed-2"),  # wrong signature
+        signed_headers(HMAC_KEY, "task-signed-2", timestamp=int(time.time()) - 301),  # stale
+        signed_headers(HMAC_KEY, "some-other-task"),  # signs a different task
+    ],
+    ids=["unsigned", "wrong-signature", "stale-timestamp", "other-task"],
+)
+def test_unauthenticated_callbacks_get_401_and_change_nothing(
+    signed_app: AppServer, headers: dict[str, str]
+) -> None:
+    store = submitted(signed_app, "task-signed-2")
+    response = post(signed_app, callback_body("task-signed-2"), headers)
+    assert response.status_code == 401
+    assert "error" in response.json()
+    task = store.get_task("task-signed-2")
+    assert task is not None and task.stage == "submitted" and not task.tracks
+
+
+def test_malformed_json_gets_400(signed_app: AppServer) -> None:
+    response = post(signed_app, b'{"code": 200, "data": ', signed_headers(HMAC_KEY, "x"))
+    assert response.status_code == 400
+
+
+def test_callback_for_an_unknown_task_is_kept_apart(signed_app: AppServer) -> None:
+    response = post(signed_app, callback_body("never-submitted"),
+                    signed_headers(HMAC_KEY, "never-submitted"))
+    assert response.status_code == 200
+    assert response.json()["result"] == "orphan"
+    assert store_of(signed_app).get_task("never-submitted") is None
+
+
+def test_token_mode_requires_the_token(token_app: AppServer) -> None:
+    store = submitted(token_app, "task-token-1")
+    token = store.server_secret(CALLBACK_TOKEN_NAME)
+    assert post(token_app, callback_body("task-token-1")).status_code == 401
+    assert post(token_app, callback_body("task-token-1"), query="?token=wrong").status_code == 401
+    ok = post(token_app, callback_body("task-token-1"), query=f"?token={token}")
+    assert ok.status_code == 200
+    assert store.get_task("task-token-1").stage == "complete"
+
+
+def test_the_sandbox_is_mounted_with_kies_paths(token_app: AppServer) -> None:
+    answer = requests.get(f"{token_app.url}/kie-sandbox/api/v1/chat/credit",
+                          headers={"Authorization": "Bearer anything"}, timeout=10).json()
+    assert answer["code"] == 200 and isinstance(answer["data"], int)
+    unauthorised = requests.get(f"{token_app.url}/kie-sandbox/api/v1/chat/credit", timeout=10)
+    assert unauthorised.json()["code"] == 401
+
+
+def test_a_sandbox_task_calls_the_app_back_end_to_end(token_app: AppServer, tmp_path: Path) -> None:
+    store = store_of(token_app)
+    token = store.server_secret(CALLBACK_TOKEN_NAME)
+    request = {
+        "defaultParamFlag": False, "audioId": "demo-rainy-lofi", "model": "V3_5",
+        "callBackUrl": f"{token_app.url}/kie/callback?token={token}",
+    }
+    answer = requests.post(f"{token_app.url}/kie-sandbox/api/v1/generate/extend", json=request,
+                           headers={"Authorization": "Bearer anything"}, timeout=10).json()
+    task_id = answer["data"]["taskId"]
+    store.record_submission(task_id=task_id, visitor_id="visitor-abcdefghijklmnop",
+                            request=request)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        task = store.get_task(task_id)
+        if task and task.stage == "complete":
+            break
+        time.sleep(0.2)
+    assert task is not None and task.stage == "complete"
+    assert len(task.tracks) == 2
+    assert "***" in task.request["callBackUrl"] and token not in json.dumps(task.request)
