@@ -23,8 +23,14 @@ class KieError(Exception):
     @property
     def message(self) -> str:
         """One sentence a non-coder understands, with Kie's code and words when known."""
-        detail = f" (code {self.code}: {self.msg})" if self.code is not None and self.msg else (
-            f" (code {self.code})" if self.code is not None else (f" ({self.msg})" if self.msg else "")
+        detail = (
+            f" (code {self.code}: {self.msg})"
+            if self.code is not None and self.msg
+            else (
+                f" (code {self.code})"
+                if self.code is not None
+                else (f" ({self.msg})" if self.msg else "")
+            )
         )
         return f"{self.title}{detail} {self.advice}"
 
@@ -68,7 +74,9 @@ class RateLimitError(KieAPIError):
     title = "Too many requests for now."
     advice = "Wait a minute, then try again."
 
-    def __init__(self, msg: str = "", *, code: int | None = None, retry_after: float | None = None) -> None:
+    def __init__(
+        self, msg: str = "", *, code: int | None = None, retry_after: float | None = None
+    ) -> None:
         self.retry_after = retry_after
         super().__init__(msg, code=code)
 

@@ -219,7 +219,7 @@ class Reconciler:
 
     def _failed(self, task_id: str) -> None:
         count = self._failures.get(task_id, (0, 0.0))[0] + 1
-        backoff = min(MAX_BACKOFF_S, self.poll_every_s * 2 ** min(count - 1, 10))
+        backoff = min(MAX_BACKOFF_S, self.poll_every_s * 2 ** min(count, 10))
         self._failures[task_id] = (count, self.clock() + backoff)
         if len(self._failures) > 10_000:  # bounded memory
             self._failures.pop(next(iter(self._failures)))

@@ -13,7 +13,7 @@ from studio.store import TaskStore, open_store
 
 log = logging.getLogger(__name__)
 
-CALLBACK_TOKEN_NAME = "callback-token"
+CALLBACK_TOKEN_NAME = "callback-token"  # noqa: S105 - the name of the secret, not the secret
 
 
 def host_secrets() -> Mapping[str, Any]:

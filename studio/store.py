@@ -1365,7 +1365,10 @@ def _authoritative_tracks(
     if compare:
         wanted = {t.id for t in incoming}
         diffs += [
-            f"track {_short(tid, 60)}: not in record-info (dropped)" for tid in known if tid not in wanted
+            f"track {_short(tid, 60)}: not in record-info (dropped; title "
+            f"{_short(t.get('title'))!r}, audio_url {_short(t.get('audio_url'))!r})"
+            for tid, t in known.items()
+            if tid not in wanted
         ]
     return result, ranks, diffs
 

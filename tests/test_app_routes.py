@@ -52,8 +52,9 @@ def token_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
         yield app
 
 
-def post(server: AppServer, body: bytes | dict, headers: dict[str, str] | None = None,
-         query: str = "") -> requests.Response:
+def post(
+    server: AppServer, body: bytes | dict, headers: dict[str, str] | None = None, query: str = ""
+) -> requests.Response:
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     return requests.post(
         f"{server.url}/kie/callback{query}",
@@ -65,15 +66,17 @@ def post(server: AppServer, body: bytes | dict, headers: dict[str, str] | None =
 
 def submitted(server: AppServer, task_id: str) -> TaskStore:
     store = store_of(server)
-    store.record_submission(task_id=task_id, visitor_id="visitor-abcdefghijklmnop",
-                            request={"title": "x"})
+    store.record_submission(
+        task_id=task_id, visitor_id="visitor-abcdefghijklmnop", request={"title": "x"}
+    )
     return store
 
 
 def test_signed_callback_is_stored(signed_app: AppServer) -> None:
     store = submitted(signed_app, "task-signed-1")
-    response = post(signed_app, callback_body("task-signed-1"),
-                    signed_headers(HMAC_KEY, "task-signed-1"))
+    response = post(
+        signed_app, callback_body("task-signed-1"), signed_headers(HMAC_KEY, "task-signed-1")
+    )
     assert response.status_code == 200, response.text
     task = store.get_task("task-signed-1")
     assert task is not None and task.stage == "complete"
@@ -107,8 +110,9 @@ def test_malformed_json_gets_400(signed_app: AppServer) -> None:
 
 
 def test_callback_for_an_unknown_task_is_kept_apart(signed_app: AppServer) -> None:
-    response = post(signed_app, callback_body("never-submitted"),
-                    signed_headers(HMAC_KEY, "never-submitted"))
+    response = post(
+        signed_app, callback_body("never-submitted"), signed_headers(HMAC_KEY, "never-submitted")
+    )
     assert response.status_code == 200
     assert response.json()["result"] == "orphan"
     assert store_of(signed_app).get_task("never-submitted") is None
@@ -125,8 +129,11 @@ def test_token_mode_requires_the_token(token_app: AppServer) -> None:
 
 
 def test_the_sandbox_is_mounted_with_kies_paths(token_app: AppServer) -> None:
-    answer = requests.get(f"{token_app.url}/kie-sandbox/api/v1/chat/credit",
-                          headers={"Authorization": "Bearer anything"}, timeout=10).json()
+    answer = requests.get(
+        f"{token_app.url}/kie-sandbox/api/v1/chat/credit",
+        headers={"Authorization": "Bearer anything"},
+        timeout=10,
+    ).json()
     assert answer["code"] == 200 and isinstance(answer["data"], int)
     unauthorised = requests.get(f"{token_app.url}/kie-sandbox/api/v1/chat/credit", timeout=10)
     assert unauthorised.json()["code"] == 401
@@ -136,14 +143,19 @@ def test_a_sandbox_task_calls_the_app_back_end_to_end(token_app: AppServer, tmp_
     store = store_of(token_app)
     token = store.server_secret(CALLBACK_TOKEN_NAME)
     request = {
-        "defaultParamFlag": False, "audioId": "demo-rainy-lofi", "model": "V3_5",
+        "defaultParamFlag": False,
+        "audioId": "demo-rainy-lofi",
+        "model": "V3_5",
         "callBackUrl": f"{token_app.url}/kie/callback?token={token}",
     }
-    answer = requests.post(f"{token_app.url}/kie-sandbox/api/v1/generate/extend", json=request,
-                           headers={"Authorization": "Bearer anything"}, timeout=10).json()
+    answer = requests.post(
+        f"{token_app.url}/kie-sandbox/api/v1/generate/extend",
+        json=request,
+        headers={"Authorization": "Bearer anything"},
+        timeout=10,
+    ).json()
     task_id = answer["data"]["taskId"]
-    store.record_submission(task_id=task_id, visitor_id="visitor-abcdefghijklmnop",
-                            request=request)
+    store.record_submission(task_id=task_id, visitor_id="visitor-abcdefghijklmnop", request=request)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         task = store.get_task(task_id)

@@ -29,8 +29,13 @@ def sandbox_url() -> Iterator[str]:
 @pytest.fixture
 def db_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sandbox_url: str) -> str:
     url = f"sqlite:///{tmp_path / 'tasks.db'}"
-    for name in ("KIE_API_KEY", "KIE_BASE_URL", "KIE_PUBLIC_URL", "KIE_WEBHOOK_HMAC_KEY",
-                 "KIE_SANDBOX"):
+    for name in (
+        "KIE_API_KEY",
+        "KIE_BASE_URL",
+        "KIE_PUBLIC_URL",
+        "KIE_WEBHOOK_HMAC_KEY",
+        "KIE_SANDBOX",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("KIE_DATABASE_URL", url)
     monkeypatch.setenv("KIE_SANDBOX_URL", sandbox_url)
@@ -150,7 +155,9 @@ def _all_tasks(db_url: str):
 
     store = open_store(db_url)
     with store.engine.connect() as conn:
-        visitors = [row[0] for row in conn.execute(sa.text("select distinct visitor_id from tasks"))]
+        visitors = [
+            row[0] for row in conn.execute(sa.text("select distinct visitor_id from tasks"))
+        ]
     return [task for visitor in visitors for task in store.list_tasks(visitor, limit=100)]
 
 

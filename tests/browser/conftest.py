@@ -47,7 +47,7 @@ def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 2200})
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
     page = context.new_page()
     yield page
     context.close()

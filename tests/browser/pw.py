@@ -12,6 +12,12 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 def screenshot(page: Page, name: str) -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
+    # Streamlit scrolls inside its main block, so fit the window to the content first.
+    height = page.evaluate(
+        "() => document.querySelector('[data-testid=stMainBlockContainer]').scrollHeight"
+    )
+    width = page.viewport_size["width"] if page.viewport_size else 1280
+    page.set_viewport_size({"width": width, "height": max(600, int(height) + 80)})
     page.screenshot(path=str(path), full_page=True)
     return path
 

@@ -347,10 +347,11 @@ def test_any_flipped_bit_of_the_token_is_refused(
 def test_both_comparisons_are_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
     """The signature and the token are compared with hmac.compare_digest (a timing test
     on loopback would be noise; this fails if either compare becomes `==`)."""
+    from starlette.datastructures import QueryParams
+
     import kie.webhook
     import studio.callback_route
     from kie.webhook import InvalidSignature, verify
-    from starlette.datastructures import QueryParams
 
     calls: list[tuple[bytes, bytes]] = []
     real = hmac.compare_digest

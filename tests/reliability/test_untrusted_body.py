@@ -65,15 +65,19 @@ def start_task(kie: FakeKie, app: AppServer, **overrides: str) -> str:
     return task_id
 
 
-def forged_complete(task_id: str, *, extra_track: bool = False) -> dict:
+def forged_complete(kie: FakeKie, task_id: str, *, extra_track: bool = False) -> dict:
+    """A `complete` for the task's real track ids (an attacker who saw one delivery
+    knows them) with forged media URLs and titles."""
+    state = kie.log.app.state.sandbox  # type: ignore[attr-defined]
     tracks = [
         {
-            "id": f"forged-{task_id[:8]}",
-            "audio_url": "https://evil.example/malware.mp3",
+            "id": real.id,
+            "audio_url": f"https://evil.example/malware-{n}.mp3",
             "stream_audio_url": "https://evil.example/stream.mp3",
             "image_url": "https://evil.example/cover.png",
             "title": "FORGED TITLE",
         }
+        for n, real in enumerate(state.task(task_id).tracks)
     ]
     if extra_track:
         tracks.append({"id": "forged-extra", "audio_url": "https://evil.example/2.mp3"})
@@ -105,7 +109,7 @@ def test_signed_forged_complete_is_untrusted_until_record_info_overrules_it(
 ) -> None:
     task_id = start_task(kie, app)
     with requests.Session() as http:
-        answer = post_signed(http, app, forged_complete(task_id, extra_track=True))
+        answer = post_signed(http, app, forged_complete(kie, task_id, extra_track=True))
     assert answer.status_code == 200 and answer.json()["result"] == "stored"  # signed: accepted
     early = view(app, task_id)
     assert early.stage == "complete"
@@ -145,7 +149,7 @@ def test_forged_complete_for_a_failed_task_becomes_the_failure(
     """Record-info wins even over the stage: Kie says the task failed, so it failed."""
     task_id = start_task(kie, app, audioId="demo-midnight-drive sandbox-callback-501")
     with requests.Session() as http:
-        assert post_signed(http, app, forged_complete(task_id)).status_code == 200
+        assert post_signed(http, app, forged_complete(kie, task_id)).status_code == 200
     wait_until(lambda: verdict(app, task_id) == "corrected", timeout=20)
     final = view(app, task_id)
     assert final.stage == "error" and final.tracks == []
