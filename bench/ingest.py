@@ -16,12 +16,16 @@ and, for reference, `streamlit run` with the fix left out (~40 ms per request).
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python bench/<name>.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 import json
 import subprocess
-import sys
 import tempfile
 from contextlib import ExitStack
-from pathlib import Path
 
 from bench.common import (
     ROOT,

@@ -18,6 +18,7 @@ import asyncio
 import hmac
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -89,9 +90,35 @@ async def _read_body(request: Request) -> bytes:
 
 def _load_json(body: bytes) -> Any:
     try:
-        return json.loads(body)
+        data = json.loads(body)
     except (ValueError, RecursionError) as exc:
         raise _Rejected(400, "Body is not valid JSON.") from exc
+    # [reliability, point 4] A lone \ud800-style escape decodes to a str that cannot be
+    # encoded as UTF-8, so storing it failed with a 500. Refuse such bodies up front; the
+    # walk only runs when the raw bytes hold a surrogate escape (valid pairs pass).
+    if _SURROGATE_ESCAPE.search(body) and _has_lone_surrogate(data):
+        raise _Rejected(400, "Body is not valid JSON (unpaired UTF-16 surrogate).")
+    return data
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def _task_id_of(data: Any) -> str | None:
