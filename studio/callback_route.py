@@ -200,10 +200,9 @@ class _CallbackEndpoint:
         data = _load_json(body)
         verified = _authenticate(context, request, data)
         payload = _parse(data)
-        # Resolves once the writer committed it. Shielded: a client that hangs up must
-        # not cancel the wait half-way (the write goes ahead all the same).
-        done = context.store.submit_callback(payload, verified=verified)
-        result = await asyncio.shield(asyncio.wrap_future(done))
+        # Returns once the group it went in has committed (see TaskStore.store_callback);
+        # a client that hangs up does not cancel the write.
+        result = await context.store.store_callback(payload, verified=verified)
         log.info(
             "callback %s: task %r, stage %r",
             result,

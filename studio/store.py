@@ -26,6 +26,7 @@ histories after an import; every copy receives the task's callbacks and polls.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import functools
 import io
@@ -36,6 +37,7 @@ import re
 import secrets
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
@@ -84,6 +86,8 @@ MAX_TASK_ID = 200
 BUSY_TIMEOUT_MS = 5000
 WRITER_GROUP_MAX = 64  # callbacks committed together at most
 WRITER_IDLE_S = 5.0  # the writer thread ends after this long without work
+LOOP_GROUP_MAX = 32  # callbacks one event-loop flush commits at most (bounds its time)
+LOOP_CHECKPOINT_EVERY = 64  # event-loop flushes between two WAL checkpoints (in a thread)
 _WRITE = "studio_write"  # execution option: this connection's transaction writes
 
 Outcome = Literal["stored", "duplicate", "orphan"]
@@ -206,6 +210,9 @@ class _Event:
     error_code: str | None = None
     error_message: str | None = None
     tracks: Sequence[Track] = ()
+    # _clean_track of each of `tracks`, when the caller has them already (a callback's
+    # row needs them too); computed on demand otherwise.
+    cleaned: Sequence[dict[str, Any]] | None = None
 
 
 # --- small pure helpers ------------------------------------------------------------------
@@ -246,6 +253,8 @@ def safe_media_url(value: Any) -> str | None:
 
 def _finite(value: Any) -> Any:
     """`value` with NaN and infinities replaced by None (they are not JSON)."""
+    if value is None or isinstance(value, (str, int)):  # the usual case, first
+        return value
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
@@ -314,8 +323,15 @@ def callback_problem(payload: CallbackPayload) -> str | None:
     return None
 
 
-def _callback_row(payload: CallbackPayload, *, verified: bool, at: float) -> dict[str, Any]:
-    """The callbacks-table row that keeps this callback."""
+def _callback_row(
+    payload: CallbackPayload,
+    *,
+    verified: bool,
+    at: float,
+    cleaned: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The callbacks-table row that keeps this callback (`cleaned`: its tracks through
+    _clean_track, when the caller has them)."""
     data = payload.data
     return {
         "task_id": data.task_id,
@@ -323,13 +339,15 @@ def _callback_row(payload: CallbackPayload, *, verified: bool, at: float) -> dic
         "callback_type": _text(data.callback_type, MAX_STAGE_KEY),
         "code": payload.code,
         "msg": _text(payload.msg, 2000),
-        "tracks": [_clean_track(t) for t in data.tracks],
+        "tracks": [_clean_track(t) for t in data.tracks] if cleaned is None else cleaned,
         "received_at": at,
         "verified": verified,
     }
 
 
-def _callback_event(payload: CallbackPayload, at: float) -> _Event:
+def _callback_event(
+    payload: CallbackPayload, at: float, cleaned: Sequence[dict[str, Any]] | None = None
+) -> _Event:
     kind = payload.data.callback_type
     if payload.code != 200 or kind == "error":
         stage: str | None = "error"
@@ -341,6 +359,7 @@ def _callback_event(payload: CallbackPayload, at: float) -> _Event:
         code=payload.code,
         msg=_text(payload.msg, 2000),
         tracks=payload.data.tracks,
+        cleaned=cleaned,
     )
 
 
@@ -379,11 +398,12 @@ def _merge_tracks(
     ranks: dict[str, Any],
     incoming: Sequence[Track],
     rank: int,
+    cleaned: Sequence[dict[str, Any]] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     by_id = {t["id"]: dict(t) for t in tracks}
     ranks = {k: {"pos": list(v["pos"]), "fields": dict(v["fields"])} for k, v in ranks.items()}
     for index, track in enumerate(incoming):
-        data = _clean_track(track)
+        data = _clean_track(track) if cleaned is None else cleaned[index]
         current = by_id.setdefault(track.id, {"id": track.id})
         meta = ranks.setdefault(track.id, {"pos": [rank, index], "fields": {}})
         if rank >= meta["pos"][0]:
@@ -418,7 +438,7 @@ def _merge(state: Mapping[str, Any], event: _Event) -> dict[str, Any]:
                 new[name] = getattr(event, name)
     if event.tracks:
         new["tracks"], new["track_ranks"] = _merge_tracks(
-            state["tracks"], state["track_ranks"], event.tracks, rank
+            state["tracks"], state["track_ranks"], event.tracks, rank, event.cleaned
         )
     if event.stage not in state["stages_seen"] and event.stage != "submitted":
         new["stages_seen"] = {**state["stages_seen"], event.stage: event.at}
@@ -428,7 +448,9 @@ def _merge(state: Mapping[str, Any], event: _Event) -> dict[str, Any]:
 # --- the store -------------------------------------------------------------------------
 
 
-def _sqlite_hooks(engine: Engine) -> None:
+def _sqlite_hooks(
+    engine: Engine, busy_timeout_ms: int = BUSY_TIMEOUT_MS, autocheckpoint: bool = True
+) -> None:
     """WAL, sane pragmas, and BEGIN IMMEDIATE for writes (SQLAlchemy's pysqlite recipe)."""
 
     @sa.event.listens_for(engine, "connect")
@@ -436,10 +458,12 @@ def _sqlite_hooks(engine: Engine) -> None:
         dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself (below)
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
             cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute("PRAGMA synchronous = NORMAL")
             cursor.execute("PRAGMA foreign_keys = ON")
+            if not autocheckpoint:
+                cursor.execute("PRAGMA wal_autocheckpoint = 0")
         finally:
             cursor.close()
 
@@ -447,6 +471,24 @@ def _sqlite_hooks(engine: Engine) -> None:
     def _on_begin(conn: Connection) -> None:
         write = conn.get_execution_options().get(_WRITE, False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _loop_engine(url: str) -> Engine | None:
+    """The engine event-loop flushes write with (see _LoopBatcher): SQLite files only
+    (a network database or a shared in-memory connection would block or clash), never
+    waiting for a lock (busy_timeout 0: a busy database sends the group to the writer
+    thread instead), and never checkpointing on commit (a thread does that)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    database = parsed.database or ""
+    if database in ("", ":memory:") or "mode=memory" in database:
+        return None
+    engine = sa.create_engine(
+        parsed, connect_args={"timeout": 0, "check_same_thread": False}, pool_size=2
+    )
+    _sqlite_hooks(engine, busy_timeout_ms=0, autocheckpoint=False)
+    return engine
 
 
 def _make_engine(url: str) -> Engine:
@@ -469,6 +511,19 @@ def _make_engine(url: str) -> Engine:
 
 # --- the callback writer -----------------------------------------------------------------
 
+# The statements a group of callbacks runs (_record_group), built once: building and
+# hashing a statement costs more than running it on SQLite.
+_IDS = sa.bindparam("ids", expanding=True)
+_GROUP_TASKS = sa.select(tasks).where(tasks.c.task_id.in_(_IDS))
+_GROUP_KEPT = sa.select(callbacks.c.task_id, callbacks.c.stage).where(
+    callbacks.c.task_id.in_(_IDS)
+)
+_GROUP_INSERT = callbacks.insert()
+_GROUP_UPDATE = tasks.update().where(
+    tasks.c.task_id == sa.bindparam("b_task_id"),
+    tasks.c.visitor_id == sa.bindparam("b_visitor_id"),
+)
+
 
 @dataclass(frozen=True)
 class _CallbackWrite:
@@ -477,7 +532,7 @@ class _CallbackWrite:
     payload: CallbackPayload
     verified: bool
     at: float
-    done: Future[Outcome]
+    done: Future[Outcome] | None  # None: an event-loop flush answers it (_LoopBatcher)
 
 
 class _CallbackWriter:
@@ -529,18 +584,116 @@ class _CallbackWriter:
                     raise
 
 
+class _LoopBatcher:
+    """Group commit on the event loop, for the callback route (no thread, no GIL
+    ping-pong between the loop and a writer thread).
+
+    Each callback appends itself and gets an asyncio future. The first of a group
+    schedules a flush with call_soon, so every request handler already ready in this
+    loop iteration adds its callback first. The flush stores up to LOOP_GROUP_MAX
+    callbacks in ONE immediate transaction synchronously on the loop thread (SQLite in
+    WAL with synchronous=NORMAL: well under a millisecond per commit), and resolves the
+    futures only after the commit; more waiting means another flush via call_soon, so
+    other work on the loop runs in between. The SQL is the writer thread's
+    (TaskStore._record_group), so the outcomes are the same.
+
+    The flush never waits on a lock (busy_timeout 0). Should its transaction fail for
+    any reason (another writer holds the lock, a bad event), nothing was committed and
+    the whole group goes to the writer thread, which waits for the lock and retries a
+    failing group one callback per transaction, so a bad event fails alone.
+    """
+
+    def __init__(self, store: TaskStore, loop: asyncio.AbstractEventLoop, engine: Engine) -> None:
+        self._store = store
+        self._loop = loop
+        self._engine = engine
+        self._waiting: deque[tuple[_CallbackWrite, asyncio.Future[Outcome]]] = deque()
+        self._scheduled = False
+        self._flushes = 0
+        self._checkpointing = False
+
+    def submit(self, item: _CallbackWrite) -> asyncio.Future[Outcome]:
+        done: asyncio.Future[Outcome] = self._loop.create_future()
+        self._waiting.append((item, done))
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._flush)
+        return done
+
+    def _flush(self) -> None:
+        count = min(len(self._waiting), LOOP_GROUP_MAX)
+        group = [self._waiting.popleft() for _ in range(count)]
+        if self._waiting:
+            self._loop.call_soon(self._flush)  # the rest after the loop's other work
+        else:
+            self._scheduled = False
+        if not group:
+            return
+        try:
+            with self._engine.connect() as conn:
+                conn.execution_options(**{_WRITE: True})
+                with conn.begin():
+                    outcomes = self._store._record_group(conn, [item for item, _ in group])
+        except Exception as exc:  # noqa: BLE001 - nothing committed: the thread retries
+            log.debug("loop flush of %d callbacks failed (%s); to the writer thread", count, exc)
+            for item, done in group:
+                self._hand_to_thread(item, done)
+            return
+        for (_item, done), outcome in zip(group, outcomes, strict=True):
+            if not done.done():  # a cancelled waiter: written all the same
+                done.set_result(outcome)
+        self._flushes += 1
+        if self._flushes % LOOP_CHECKPOINT_EVERY == 0 and not self._checkpointing:
+            self._checkpointing = True
+            self._loop.run_in_executor(None, self._checkpoint)
+
+    def _hand_to_thread(self, item: _CallbackWrite, done: asyncio.Future[Outcome]) -> None:
+        retry: Future[Outcome] = Future()
+        self._store._writer.submit(_CallbackWrite(item.payload, item.verified, item.at, retry))
+
+        def settle(finished: Future[Outcome]) -> None:
+            if done.done():
+                return
+            exc = finished.exception()
+            if exc is not None:
+                done.set_exception(exc)
+            else:
+                done.set_result(finished.result())
+
+        retry.add_done_callback(lambda f: self._loop.call_soon_threadsafe(settle, f))
+
+    def _checkpoint(self) -> None:
+        """Move the WAL into the database (PASSIVE: never blocks the loop's writes)."""
+        try:
+            with self._store.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        except Exception:  # noqa: BLE001 - the next one will try again
+            log.debug("WAL checkpoint failed", exc_info=True)
+        finally:
+            self._checkpointing = False
+
+
 class TaskStore:
     """Tasks, their callbacks and the server's own secrets, in one database.
 
     Safe to share between threads: every method opens its own short transaction.
-    Callbacks go through one writer thread per store that commits them in groups
-    (see _CallbackWriter); a callback is acknowledged only once it is committed.
+    Callbacks are committed in groups, and a callback is acknowledged only once it is
+    committed: from async code (the route) by a batcher on the event loop
+    (store_callback, _LoopBatcher), from sync code by one writer thread per store
+    (record_callback / submit_callback, _CallbackWriter). Both store a group with the
+    same code (_record_group).
     """
 
     def __init__(self, url: str) -> None:
         self.url = url
         self._engine = _make_engine(url)
         self._writer = _CallbackWriter(self._commit_callbacks)
+        self._loop_engine: Engine | None = None  # made on the first async callback
+        self._loop_engine_made = False
+        self._batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopBatcher] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._batchers_lock = threading.Lock()
         with self._write() as conn:
             metadata.create_all(conn)
 
@@ -551,6 +704,8 @@ class TaskStore:
     def close(self) -> None:
         """Release the connections (a later call reconnects)."""
         self._engine.dispose()
+        if self._loop_engine is not None:
+            self._loop_engine.dispose()
 
     # -- transactions --
 
@@ -668,6 +823,41 @@ class TaskStore:
         self._writer.submit(_CallbackWrite(payload, verified, at, done))
         return done
 
+    async def store_callback(
+        self, payload: CallbackPayload, *, verified: bool, received_at: float | None = None
+    ) -> Outcome:
+        """record_callback for async code: the answer once the callback is committed.
+
+        On a SQLite file the callback is grouped with the others of this event loop and
+        committed on the loop (_LoopBatcher); elsewhere it goes to the writer thread.
+        Cancelling the caller does not cancel the write. ValueError at once if
+        callback_problem() finds it unstorable.
+        """
+        problem = callback_problem(payload)
+        if problem:
+            raise ValueError(problem)
+        at = _now() if received_at is None else received_at
+        batcher = self._batcher(asyncio.get_running_loop())
+        if batcher is None:
+            done = self.submit_callback(payload, verified=verified, received_at=at)
+            return await asyncio.shield(asyncio.wrap_future(done))
+        return await asyncio.shield(batcher.submit(_CallbackWrite(payload, verified, at, None)))
+
+    def _batcher(self, loop: asyncio.AbstractEventLoop) -> _LoopBatcher | None:
+        batcher = self._batchers.get(loop)
+        if batcher is not None:
+            return batcher
+        with self._batchers_lock:
+            if not self._loop_engine_made:
+                self._loop_engine = _loop_engine(self.url)
+                self._loop_engine_made = True
+            if self._loop_engine is None:
+                return None  # not a SQLite file: the writer thread does it
+            batcher = self._batchers.setdefault(
+                loop, _LoopBatcher(self, loop, self._loop_engine)
+            )
+        return batcher
+
     def _commit_callbacks(self, group: list[_CallbackWrite]) -> None:
         """Store a group in one transaction; resolve the futures after the commit.
 
@@ -697,18 +887,9 @@ class TaskStore:
         ids = sorted({item.payload.data.task_id for item in group})
         in_ids = {"ids": ids}
         copies: dict[str, list[dict[str, Any]]] = {}
-        task_rows = conn.execute(
-            sa.select(tasks).where(tasks.c.task_id.in_(sa.bindparam("ids", expanding=True))),
-            in_ids,
-        ).mappings()
-        for row in task_rows:
+        for row in conn.execute(_GROUP_TASKS, in_ids).mappings():
             copies.setdefault(row["task_id"], []).append(dict(row))
-        kept = conn.execute(
-            sa.select(callbacks.c.task_id, callbacks.c.stage).where(
-                callbacks.c.task_id.in_(sa.bindparam("ids", expanding=True))
-            ),
-            in_ids,
-        )
+        kept = conn.execute(_GROUP_KEPT, in_ids)
         seen = {(task_id, stage) for task_id, stage in kept}
         outcomes: list[Outcome] = []
         new_callbacks: list[dict[str, Any]] = []
@@ -725,8 +906,11 @@ class TaskStore:
                 outcomes.append("duplicate")
                 continue
             seen.add(key)
-            new_callbacks.append(_callback_row(payload, verified=item.verified, at=at))
-            event = _callback_event(payload, at)
+            cleaned = [_clean_track(t) for t in payload.data.tracks]
+            new_callbacks.append(
+                _callback_row(payload, verified=item.verified, at=at, cleaned=cleaned)
+            )
+            event = _callback_event(payload, at, cleaned)
             for row in rows:
                 changes = _merge(row, event)
                 if changes:
@@ -735,14 +919,10 @@ class TaskStore:
                 changed[(row["task_id"], row["visitor_id"])] = row
             outcomes.append("stored")
         if new_callbacks:
-            conn.execute(callbacks.insert(), new_callbacks)
+            conn.execute(_GROUP_INSERT, new_callbacks)
         if changed:
-            update = tasks.update().where(
-                tasks.c.task_id == sa.bindparam("b_task_id"),
-                tasks.c.visitor_id == sa.bindparam("b_visitor_id"),
-            )
             conn.execute(
-                update,
+                _GROUP_UPDATE,
                 [
                     {
                         **{name: row[name] for name in _CALLBACK_UPDATES},

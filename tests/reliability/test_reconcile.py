@@ -230,3 +230,20 @@ def test_a_kie_that_never_calls_back_still_ends_right(kie: FakeKie, app: AppServ
                   round(min(kie.log.calls(ok)[0], kie.log.calls(failed)[0]) - submitted, 2))
     record_figure("reconcile_max_requests_in_any_1s", max(
         sum(1 for c in every if a <= c < a + 1) for a in every))
+
+
+def test_the_app_stops_cleanly_with_the_reconciler_running(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The lifespan starts the reconciler and stops it at shutdown: SIGTERM ends the
+    app promptly and without a traceback."""
+    with running_app(tmp_path_factory.mktemp("stop-app"), KIE_RECONCILE_TICK_S="0.05") as app:
+        time.sleep(0.5)
+        started = time.monotonic()
+        app.stop()
+        took = time.monotonic() - started
+        # streamlit ends itself with the signal it got (-15) once shutdown finished
+        assert app.process is not None and app.process.returncode in (0, -15)
+    assert took < 5
+    assert "Traceback" not in app.log_path.read_text()
+    record_figure("shutdown_with_reconciler_s", round(took, 2))
