@@ -3,10 +3,10 @@
 Checks, in order, each answered with a short JSON {"error": ...} that writes nothing:
 method (405), size (413), content type (415), JSON (400), authentication (401: the
 signature headers when a webhook HMAC key is set, else the callBackUrl's ?token=),
-shape (422). Then the callback goes to the store's writer, which commits waiting
-callbacks in small groups (idempotently), and the answer, 200 {"ok": true, "result":
-"stored" | "duplicate" | "orphan"}, is sent only after its group committed. Nothing
-here calls out to the network.
+shape (422). Then the callback goes to the store (TaskStore.store_callback), which
+commits the callbacks waiting on this event loop in one transaction (idempotently), and
+the answer, 200 {"ok": true, "result": "stored" | "duplicate" | "orphan"}, is sent only
+after its group committed. Nothing here calls out to the network.
 
 The context (store, keys, token) is fetched in a worker thread and reused for
 CONTEXT_TTL_S, so a changed setting takes effect within that many seconds.
@@ -14,7 +14,6 @@ CONTEXT_TTL_S, so a changed setting takes effect within that many seconds.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import json
 import logging
@@ -23,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl
 
 import anyio.to_thread
 from starlette.requests import ClientDisconnect, Request
@@ -127,6 +127,16 @@ def _task_id_of(data: Any) -> str | None:
     return task_id if isinstance(task_id, str) and task_id else None
 
 
+def _query_token(scope: Scope) -> str | None:
+    """request.query_params.get("token") (the last one wins), without building the
+    whole QueryParams multidict: the only parameter this route reads."""
+    query = scope.get("query_string", b"")
+    if b"token" not in query:
+        return None
+    pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+    return next((value for key, value in reversed(pairs) if key == "token"), None)
+
+
 def _authenticate(context: CallbackContext, request: Request, data: Any) -> bool:
     """Raise _Rejected(401) unless the caller proved it is Kie; True when signed."""
     if context.hmac_key:
@@ -138,7 +148,7 @@ def _authenticate(context: CallbackContext, request: Request, data: Any) -> bool
         except InvalidSignature as exc:
             raise _Rejected(401, exc.msg or "Invalid signature.") from exc
         return True
-    given = request.query_params.get("token")
+    given = _query_token(request.scope)
     if not context.token or not given:
         raise _Rejected(401, "Missing callback token.")
     if not hmac.compare_digest(given.encode(), context.token.encode()):

@@ -513,7 +513,7 @@ def _make_engine(url: str) -> Engine:
 
 # The statements a group of callbacks runs (_record_group), built once: building and
 # hashing a statement costs more than running it on SQLite.
-_IDS = sa.bindparam("ids", expanding=True)
+_IDS: sa.BindParameter[Any] = sa.bindparam("ids", expanding=True)
 _GROUP_TASKS = sa.select(tasks).where(tasks.c.task_id.in_(_IDS))
 _GROUP_KEPT = sa.select(callbacks.c.task_id, callbacks.c.stage).where(
     callbacks.c.task_id.in_(_IDS)
@@ -533,6 +533,12 @@ class _CallbackWrite:
     verified: bool
     at: float
     done: Future[Outcome] | None  # None: an event-loop flush answers it (_LoopBatcher)
+
+    @property
+    def waiter(self) -> Future[Outcome]:
+        """`done`, for the writer thread (which is only handed items that have one)."""
+        assert self.done is not None
+        return self.done
 
 
 class _CallbackWriter:
@@ -573,13 +579,13 @@ class _CallbackWriter:
                 group = [self._waiting.popleft() for _ in range(count)]
             # From here on a waiter cannot cancel: what was handed in gets written.
             for item in group:
-                item.done.set_running_or_notify_cancel()
+                item.waiter.set_running_or_notify_cancel()
             try:
                 self._commit(group)
             except BaseException as exc:  # never leave a waiter hanging
                 for item in group:
-                    if not item.done.done():
-                        item.done.set_exception(exc)
+                    if not item.waiter.done():
+                        item.waiter.set_exception(exc)
                 if not isinstance(exc, Exception):
                     raise
 
@@ -869,14 +875,14 @@ class TaskStore:
                 outcomes = self._record_group(conn, group)
         except Exception as exc:  # noqa: BLE001 - handed to the waiters
             if len(group) == 1:
-                group[0].done.set_exception(exc)
+                group[0].waiter.set_exception(exc)
                 return
             log.warning("a group of %d callbacks failed (%s); one by one", len(group), exc)
             for item in group:
                 self._commit_callbacks([item])
             return
         for item, outcome in zip(group, outcomes, strict=True):
-            item.done.set_result(outcome)
+            item.waiter.set_result(outcome)
 
     def _record_group(self, conn: Connection, group: list[_CallbackWrite]) -> list[Outcome]:
         """Store callbacks in order, as record_callback would one by one, in a handful
@@ -887,8 +893,8 @@ class TaskStore:
         ids = sorted({item.payload.data.task_id for item in group})
         in_ids = {"ids": ids}
         copies: dict[str, list[dict[str, Any]]] = {}
-        for row in conn.execute(_GROUP_TASKS, in_ids).mappings():
-            copies.setdefault(row["task_id"], []).append(dict(row))
+        for found in conn.execute(_GROUP_TASKS, in_ids).mappings():
+            copies.setdefault(found["task_id"], []).append(dict(found))
         kept = conn.execute(_GROUP_KEPT, in_ids)
         seen = {(task_id, stage) for task_id, stage in kept}
         outcomes: list[Outcome] = []

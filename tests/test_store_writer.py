@@ -3,7 +3,9 @@ callbacks give one by one, and each waiter learns its own outcome."""
 
 from __future__ import annotations
 
+import asyncio
 import random
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -71,10 +73,10 @@ def test_one_bad_callback_fails_alone(tmp_path: Path, monkeypatch: pytest.Monkey
     store = fresh(tmp_path, "bad.db")
     real = store_module._callback_event
 
-    def flaky(payload: Any, at: float) -> Any:
+    def flaky(payload: Any, at: float, *rest: Any) -> Any:
         if payload.data.task_id == "task-2":
             raise RuntimeError("boom")
-        return real(payload, at)
+        return real(payload, at, *rest)
 
     monkeypatch.setattr(store_module, "_callback_event", flaky)
     try:
@@ -90,5 +92,131 @@ def test_one_bad_callback_fails_alone(tmp_path: Path, monkeypatch: pytest.Monkey
         assert outcomes == ["stored", "stored", "failed", "stored", "stored"]
         assert store.get_task("task-2", "a").stage == "submitted"
         assert store.get_task("task-3", "a").stage == "text"
+    finally:
+        store.close()
+
+
+# --- the event-loop batcher (TaskStore.store_callback, what the route uses) -------------
+
+
+def test_loop_batches_give_what_one_by_one_gives(tmp_path: Path) -> None:
+    serial, batched = fresh(tmp_path, "serial.db"), fresh(tmp_path, "batched.db")
+    try:
+        at = 2000.0
+        expected = [
+            serial.record_callback(cb, verified=True, received_at=at + i)
+            for i, cb in enumerate(events())
+        ]
+
+        async def all_at_once() -> list[str]:
+            return list(await asyncio.gather(*(
+                batched.store_callback(cb, verified=True, received_at=at + i)
+                for i, cb in enumerate(events())
+            )))
+
+        assert asyncio.run(all_at_once()) == expected
+        assert snapshot(batched) == snapshot(serial)
+        assert batched.change_marker("a") == serial.change_marker("a")
+    finally:
+        serial.close()
+        batched.close()
+
+
+def test_loop_flush_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = fresh(tmp_path, "bounded.db")
+    sizes: list[int] = []
+    real = TaskStore._record_group
+
+    def spy(self: TaskStore, conn: Any, group: list[Any]) -> Any:
+        sizes.append(len(group))
+        return real(self, conn, group)
+
+    monkeypatch.setattr(TaskStore, "_record_group", spy)
+
+    async def many() -> list[str]:
+        return list(await asyncio.gather(*(
+            store.store_callback(callback("text", f"stranger-{n}"), verified=False)
+            for n in range(100)
+        )))
+
+    try:
+        assert asyncio.run(many()) == ["orphan"] * 100
+        assert max(sizes) <= store_module.LOOP_GROUP_MAX and sum(sizes) == 100
+        assert len(sizes) < 100  # grouped, not one by one
+    finally:
+        store.close()
+
+
+def test_loop_path_one_bad_callback_fails_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = fresh(tmp_path, "loopbad.db")
+    real = store_module._callback_event
+
+    def flaky(payload: Any, at: float, *rest: Any) -> Any:
+        if payload.data.task_id == "task-2":
+            raise RuntimeError("boom")
+        return real(payload, at, *rest)
+
+    monkeypatch.setattr(store_module, "_callback_event", flaky)
+
+    async def five() -> list[Any]:
+        return list(await asyncio.gather(
+            *(store.store_callback(callback("text", f"task-{n}"), verified=True)
+              for n in range(5)),
+            return_exceptions=True,
+        ))
+
+    try:
+        outcomes = asyncio.run(five())
+        assert outcomes[:2] == ["stored", "stored"] and outcomes[3:] == ["stored", "stored"]
+        assert isinstance(outcomes[2], RuntimeError)
+        assert store.get_task("task-2", "a").stage == "submitted"
+        assert store.get_task("task-3", "a").stage == "text"
+    finally:
+        store.close()
+
+
+def test_loop_path_waits_out_another_writer_off_the_loop(tmp_path: Path) -> None:
+    """A busy database never blocks the loop: the group goes to the writer thread,
+    which waits for the lock; the answer still comes only after the commit."""
+    store = fresh(tmp_path, "busy.db")
+    blocker = sqlite3.connect(tmp_path / "busy.db", isolation_level=None)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")  # holds the write lock
+
+        async def scenario() -> tuple[str, float]:
+            loop = asyncio.get_running_loop()
+            loop.call_later(0.3, blocker.execute, "COMMIT")
+            ticks = 0
+
+            async def ticker() -> None:
+                nonlocal ticks
+                while True:
+                    await asyncio.sleep(0.01)
+                    ticks += 1
+
+            tick = asyncio.create_task(ticker())
+            result = await store.store_callback(callback("text", "task-1"), verified=True)
+            tick.cancel()
+            return result, ticks
+
+        result, ticks = asyncio.run(scenario())
+        assert result == "stored"
+        assert ticks >= 10  # the loop kept running while the lock was held
+        assert store.get_task("task-1", "a").stage == "text"
+    finally:
+        blocker.close()
+        store.close()
+
+
+def test_in_memory_store_uses_the_writer_thread() -> None:
+    store = TaskStore("sqlite://")
+    try:
+        store.record_submission(task_id="t", visitor_id="a", request=REQUEST)
+        assert asyncio.run(store.store_callback(callback("text", "t"), verified=True)) == "stored"
+        assert asyncio.run(store.store_callback(callback("text", "t"), verified=True)) == (
+            "duplicate"
+        )
     finally:
         store.close()
