@@ -3,10 +3,11 @@
 import hashlib
 import json
 import time
+from datetime import UTC, datetime
 
 import streamlit as st
 
-from kie.errors import AuthenticationError, KieError, OutcomeUnknownError
+from kie.errors import AuthenticationError, KieError, OutcomeUnknownError, RateLimitError
 from kie.models import (
     FIELD_LABELS,
     MODEL_LIMITS,
@@ -14,9 +15,12 @@ from kie.models import (
     ExtendRequest,
     field_errors,
 )
-from studio import session, snippets
+from studio import display, hosting, session, snippets
 from studio.session import Keys
 from studio.sources import SourceTrack, source_tracks
+from studio.submissions import QuotaExceeded
+
+hosting.require_gate()  # defence in depth: ui.py shows the gate first
 
 K = Keys.EXTEND_PREFIX
 DOUBLE_SUBMIT_WINDOW_S = 10
@@ -45,6 +49,8 @@ session.set_default(K + "callBackUrl", session.callback_url())
 
 visitor = session.visitor_id()
 store = session.store()
+ledger = session.ledger()
+current = session.settings()
 source: SourceTrack | None = st.session_state.get(Keys.EXTEND_SOURCE)
 
 
@@ -71,7 +77,7 @@ def note(field: str, problems: dict[str, str]) -> None:
     """The field's problem, right under it (a blank field only once it was touched)."""
     blank = st.session_state.get(K + field) in ("", None)
     if field in problems and (not blank or field in touched):
-        st.caption(f":red[:material/error: {problems[field]}]")
+        st.caption(f":red[:material/error: {problems[field]}]")  # the model's own words
 
 
 def counter(field: str, model: str) -> None:
@@ -95,11 +101,20 @@ if credits is None:
         credits = exc
     st.session_state[Keys.EXTEND_CREDITS] = credits
 if isinstance(credits, KieError):
-    st.caption(f":material/toll: Credits: unavailable. {credits.message}")
+    st.caption(f":material/toll: Credits: unavailable. {display.md(credits.message, 600)}")
 else:
     st.caption(f":material/toll: Credits left: **{credits}**")
 
-sources = source_tracks(store, visitor, sandbox=session.settings().sandbox)
+quota_left = hosting.quota_left(visitor)
+if quota_left is not None:
+    st.caption(f":material/confirmation_number: This demo lets each visitor send "
+               f"{current.visitor_quota} extends on the host's key: **{quota_left} left**. "
+               "With your own key (Settings) there is no limit.")
+if current.visitor_keys == "required" and not current.own_key:
+    st.caption(":material/key: To use Kie, paste your own API key on the Settings page; "
+               "until then this demo runs on the sandbox.")
+
+sources = source_tracks(store, visitor, sandbox=current.sandbox)
 st.selectbox(
     "Extend from a track in history",
     [None, *sources],
@@ -218,49 +233,117 @@ if not problems.get("callBackUrl") and not session.callbacks_can_arrive():
 if problems:
     names = ", ".join(FIELD_LABELS.get(f, f) for f in problems)
     st.caption(f":material/block: Extend is off until these are fixed: {names}.")
-pressed = st.button("Extend", type="primary", disabled=bool(problems), icon=":material/send:")
 
-if pressed and not problems:
-    request = ExtendRequest.model_validate(values, context=source_facts)
-    wire = request.to_wire()
-    fingerprint = hashlib.sha256(json.dumps(wire, sort_keys=True).encode()).hexdigest()
+# A request whose answer was lost is never sent again by the app; the person may, once
+# they have checked that Kie did not start it.
+wire = None if problems else ExtendRequest.model_validate(values, context=source_facts).to_wire()
+fingerprint = (
+    hashlib.sha256(json.dumps(wire, sort_keys=True).encode()).hexdigest() if wire else None
+)
+unresolved = ledger.unknown(visitor, fingerprint) if fingerprint else []
+confirmed = True
+if unresolved:
+    st.warning(
+        f"You sent this same request at {display.when(unresolved[0].sent_at)} and its "
+        "answer was lost, so Kie may already be working on it (and may have charged for "
+        "it). Look for it in your Kie dashboard (kie.ai, Logs) before sending it again.",
+        icon=":material/help:",
+    )
+    confirmed = st.checkbox("I checked: Kie did not start it. Send it again.",
+                            key=Keys.EXTEND_CONFIRM_RESEND)
+pressed = st.button("Extend", type="primary", disabled=bool(problems) or not confirmed,
+                    icon=":material/send:")
+
+
+def send(request: ExtendRequest, wire: dict, fingerprint: str) -> tuple:
+    """Send the request once, noting it in the ledger first; returns what to show."""
+    try:
+        row = ledger.reserve(
+            visitor_id=visitor,
+            key_source=current.key_source,
+            fingerprint=fingerprint,
+            request=wire,
+            quota=current.visitor_quota if current.key_source == "host" else None,
+        )
+    except QuotaExceeded as exc:
+        return ("quota", exc.quota)
+    st.session_state[Keys.EXTEND_LAST_SENT] = (fingerprint, time.monotonic())
+    sent_at = datetime.now(UTC)
+    # No Streamlit call between sending and recording: nothing can interrupt the run there.
+    try:
+        task_id = session.client().extend(request)
+    except OutcomeUnknownError as exc:
+        ledger.settle(row, "unknown", detail=exc.message)
+        return ("unknown", (exc, sent_at))
+    except KieError as exc:
+        ledger.settle(row, "refused", detail=exc.message)
+        return ("error", exc)
+    store.record_submission(task_id=task_id, visitor_id=visitor, request=wire)
+    ledger.settle(row, "started", task_id=task_id)
+    return ("ok", task_id)
+
+
+if pressed and wire and fingerprint and confirmed:
     last = st.session_state.get(Keys.EXTEND_LAST_SENT)
-    if last and last[0] == fingerprint and time.monotonic() - last[1] < DOUBLE_SUBMIT_WINDOW_S:
-        st.session_state[Keys.EXTEND_RESULT] = ("duplicate", None)
+    recent = bool(last and last[0] == fingerprint
+                  and time.monotonic() - last[1] < DOUBLE_SUBMIT_WINDOW_S)
+    if unresolved:  # confirmed: the person checked that the lost ones never started
+        for lost in unresolved:
+            ledger.dismiss(visitor, lost.id)
+        recent = False
+    if recent:
+        previous = st.session_state.get(Keys.EXTEND_RESULT)
+        if not previous or previous[0] != "duplicate":
+            st.session_state[Keys.EXTEND_RESULT] = ("duplicate", previous)
     else:
-        st.session_state[Keys.EXTEND_LAST_SENT] = (fingerprint, time.monotonic())
         with st.spinner("Sending to Kie…"):
-            try:
-                task_id = session.client().extend(request)
-            except KieError as exc:
-                st.session_state[Keys.EXTEND_RESULT] = ("error", exc)
-            else:
-                store.record_submission(task_id=task_id, visitor_id=visitor, request=wire)
-                st.session_state[Keys.EXTEND_RESULT] = ("ok", task_id)
+            outcome = send(ExtendRequest.model_validate(values, context=source_facts),
+                           wire, fingerprint)
+        st.session_state[Keys.EXTEND_RESULT] = outcome
+        st.session_state.pop(Keys.EXTEND_CONFIRM_RESEND, None)
         st.session_state.pop(Keys.EXTEND_CREDITS, None)  # refreshed on the next run
-        st.rerun()
+    st.rerun()
 
-result = st.session_state.get(Keys.EXTEND_RESULT)
-if result:
-    kind, detail = result
+
+def show_result(kind: str, detail) -> None:
     if kind == "ok":
-        st.success(f"Task started: `{detail}`. Its progress shows on the Tasks page.",
-                   icon=":material/check_circle:")
+        st.success(f"Task started: {display.md(detail, 200)}. Its progress shows on the "
+                   "Tasks page.", icon=":material/check_circle:")
         st.page_link("pages/tasks.py", label="Open the Tasks page", icon=":material/queue_music:")
     elif kind == "duplicate":
         st.info("That exact request was sent a moment ago, so it was not sent again.",
                 icon=":material/content_copy:")
-    elif isinstance(detail, OutcomeUnknownError):
-        st.warning(detail.message, icon=":material/help:")
+        if detail:
+            show_result(*detail)
+    elif kind == "quota":
+        st.warning(f"This demo allows {detail} extends per visitor on the host's key, and "
+                   "you have used them all. Paste your own Kie key on the Settings page to "
+                   "go on.", icon=":material/block:")
+        st.page_link("pages/settings.py", label="Open Settings", icon=":material/settings:")
+    elif kind == "unknown":
+        exc, sent_at = detail
+        st.warning(
+            f"{display.md(exc.message, 800)} Sent at {display.when(sent_at)}. The app will "
+            "not send it again by itself; the Tasks page keeps this notice.",
+            icon=":material/help:",
+        )
     else:
-        st.error(detail.message, icon=":material/error:")
+        wait = getattr(detail, "retry_after", None)
+        later = (f" Kie asks to wait {wait:g} s."
+                 if isinstance(detail, RateLimitError) and wait else "")
+        st.error(display.md(detail.message, 800) + later, icon=":material/error:")
         if isinstance(detail, AuthenticationError):
             st.page_link("pages/settings.py", label="Check the API key in Settings",
                          icon=":material/settings:")
 
+
+result = st.session_state.get(Keys.EXTEND_RESULT)
+if result:
+    show_result(*result)
+
 if not problems:
     body = ExtendRequest.model_validate(values).to_wire()
-    base = session.api_base_url(session.settings())
+    base = session.api_base_url(current)
     with st.expander("Copy this request as curl or Python (the key is left out)"):
         st.code(snippets.as_curl(base, body), language="bash")
         st.code(snippets.as_python(base, body), language="python")

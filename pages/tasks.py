@@ -6,12 +6,15 @@ import streamlit as st
 
 from kie.errors import KieError
 from kie.models import FINAL_STAGES, Track
-from studio import display, session
+from studio import display, hosting, session
 from studio.session import Keys
 from studio.sources import SourceTrack
 
+hosting.require_gate()  # defence in depth: ui.py shows the gate first
+
 PAGE_SIZE = 10
-REFRESH_EVERY_S = 2.0
+REFRESH_EVERY_S = 1.0
+TRUSTED = ("confirmed", "corrected")  # store.confirmation(): record-info backs the tracks
 # Without callbacks, ask Kie every 30 s (its own advice); with them, only when one is overdue.
 POLL_EVERY_S = 30
 QUIET_BEFORE_POLL_S = 120
@@ -35,7 +38,8 @@ def poll(task_id: str) -> KieError | None:
 def refresh_from_kie(task_id: str) -> None:
     problem = poll(task_id)
     st.session_state[Keys.TASKS_NOTICE] = (
-        ("error", problem.message) if problem else ("ok", f"Updated {task_id} from Kie.")
+        ("error", display.md(problem.message, 800)) if problem
+        else ("ok", f"Updated {display.md(task_id, 200)} from Kie.")
     )
 
 
@@ -98,7 +102,8 @@ def show_task(task) -> None:
         head, chips = st.columns([3, 2])
         with head:
             st.markdown(f"#### {display.md(task.title or 'Extension (inherited title)')}")
-            st.caption(f"{display.md(task.model or '')} · submitted {display.when(task.submitted_at)}")
+            st.caption(f"{display.md(task.model or '')} · "
+                       f"submitted {display.when(task.submitted_at)}")
             st.code(task.task_id, language=None)
         with chips:
             st.markdown(display.stage_chips(task.stage, set(task.stages_seen)))
@@ -110,9 +115,15 @@ def show_task(task) -> None:
                 args=(task.task_id,),
             )
         if task.stage == "error":
-            st.error(display.explain_error(task.error_code or task.code, task.error_message or task.msg))
+            st.error(display.explain_error(task.error_code or task.code,
+                                           task.error_message or task.msg))
         elif task.stage not in FINAL_STAGES:
             st.caption(":material/hourglass_top: Working on it; this updates by itself.")
+        elif store.confirmation(task.task_id, visitor) in TRUSTED:
+            st.caption(":material/verified: Checked with Kie.")
+        else:
+            st.caption(":material/pending: Reported by Kie's callback; the app is still "
+                       "checking these tracks with Kie.")
         for index, track in enumerate(task.tracks):
             show_track(task, track, index)
         with st.expander("Details (JSON)"):
@@ -165,11 +176,26 @@ with bar[3].popover("Import a JSON export", icon=":material/upload:"):
                 outcome = store.import_records(visitor, records)
                 st.success(f"Imported {outcome.added}, skipped {outcome.skipped} already here.")
                 for problem in outcome.errors[:10]:
-                    st.warning(problem)
+                    st.warning(display.md(problem, 500))
 
 notice = st.session_state.pop(Keys.TASKS_NOTICE, None)
 if notice:
     (st.success if notice[0] == "ok" else st.error)(notice[1])
+
+# Requests sent whose answer was lost (studio/submissions.py): never re-sent by the app.
+ledger = session.ledger()
+for lost in ledger.unknown(visitor):
+    with st.container(border=True):
+        st.warning(
+            f"**Outcome unknown:** “{display.md(lost.title or 'Untitled', 120)}”, sent "
+            f"{display.when(lost.sent_at)}. Its answer was lost, so Kie may have started "
+            "the task (and charged for it) or not. Look for it in your Kie dashboard "
+            "(kie.ai, Logs) before sending it again; the app never re-sends it by itself.",
+            icon=":material/help:",
+        )
+        if st.button("Dismiss", key=f"tasks.dismiss.{lost.id}", icon=":material/close:"):
+            ledger.dismiss(visitor, lost.id)
+            st.rerun()
 
 
 @st.fragment(run_every=REFRESH_EVERY_S)

@@ -25,8 +25,8 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import anyio.to_thread
-from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
@@ -66,26 +66,47 @@ def _is_json(content_type: str) -> bool:
     return content_type.split(";", 1)[0].strip().lower() == "application/json"
 
 
-async def _read_body(request: Request) -> bytes:
-    declared = request.headers.get("content-length")
+def _body_headers(scope: Scope) -> tuple[str | None, str]:
+    """(Content-Length or None, Content-Type or ""): the first of each, as
+    request.headers.get would give them, in one pass over the raw headers."""
+    length: bytes | None = None
+    content_type: bytes | None = None
+    for name, value in scope["headers"]:
+        if name == b"content-length" and length is None:
+            length = value
+        elif name == b"content-type" and content_type is None:
+            content_type = value
+    return (
+        None if length is None else length.decode("latin-1"),
+        "" if content_type is None else content_type.decode("latin-1"),
+    )
+
+
+async def _read_body(scope: Scope, receive: Receive) -> bytes:
+    declared, content_type = _body_headers(scope)
     if declared is not None:
         if not declared.strip().isdigit():
             raise _Rejected(400, "Invalid Content-Length.")
         if int(declared) > MAX_BODY_BYTES:
             raise _Rejected(413, "Body too large.")
-    if not _is_json(request.headers.get("content-type", "")):
+    if not _is_json(content_type):
         raise _Rejected(415, "Content type must be application/json.")
+    # What Request.stream() does, without its async generator.
     chunks: list[bytes] = []
     size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > MAX_BODY_BYTES:
-                raise _Rejected(413, "Body too large.")
-            chunks.append(chunk)
-    except ClientDisconnect as exc:
-        raise _Rejected(400, "The client went away before sending the whole body.") from exc
-    return b"".join(chunks)
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Rejected(400, "The client went away before sending the whole body.")
+        if message["type"] != "http.request":
+            continue
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise _Rejected(413, "Body too large.")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 def _load_json(body: bytes) -> Any:
@@ -202,11 +223,11 @@ class _CallbackEndpoint:
             )
         await response(scope, receive, send)
 
-    async def _handle(self, request: Request) -> JSONResponse:
+    async def _handle(self, request: Request) -> Response:
         if request.method != "POST":
             raise _Rejected(405, "Only POST is allowed.")
         context = await self._current_context()
-        body = await _read_body(request)
+        body = await _read_body(request.scope, request.receive)
         data = _load_json(body)
         verified = _authenticate(context, request, data)
         payload = _parse(data)
@@ -219,7 +240,14 @@ class _CallbackEndpoint:
             payload.data.task_id[:80],
             payload.data.callback_type[:40],
         )
-        return JSONResponse({"ok": True, "result": result})
+        return Response(_ANSWERS[result], media_type="application/json")
+
+
+# The three answers, encoded once: what JSONResponse({"ok": True, "result": r}) sends.
+_ANSWERS = {
+    result: json.dumps({"ok": True, "result": result}, separators=(",", ":")).encode()
+    for result in ("stored", "duplicate", "orphan")
+}
 
 
 def callback_route(

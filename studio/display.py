@@ -18,14 +18,21 @@ STAGE_LABELS = {
 }
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$=^&])")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
+# Some markdown features work on the text *after* parsing, so backslash escapes do not
+# stop them: GFM's bare-address links (https://…, www.…, a@b.c) and Streamlit's icon and
+# emoji shortcodes (:material/…:, :smile:). An invisible word joiner after every colon,
+# after "www" and after "@" does.
+_AUTOLINK_START = re.compile(r"(?i)(:|www(?=\.)|@)")
+_WORD_JOINER = "\u2060"
 
 
 def md(text: object, max_chars: int = 300) -> str:
-    """Untrusted text made inert for st.markdown: no markup, links, directives or
-    direction overrides; shortened past max_chars."""
+    """Untrusted text made inert for st.markdown: no markup, links (bare addresses
+    included), directives or direction overrides; shortened past max_chars."""
     value = _CONTROL.sub("", str(text)).replace("\n", " ")
     if len(value) > max_chars:
         value = value[: max_chars - 1] + "…"
+    value = _AUTOLINK_START.sub(lambda m: m.group(0) + _WORD_JOINER, value)
     return _MARKDOWN_SPECIAL.sub(r"\\\1", value)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 from collections.abc import Mapping
@@ -10,6 +11,7 @@ from urllib.parse import urlencode, urlsplit
 
 from studio.settings import CALLBACK_PATH, SANDBOX_PREFIX, SETTING_NAMES, Settings, host_settings
 from studio.store import TaskStore, open_store
+from studio.submissions import SubmissionLedger
 
 log = logging.getLogger(__name__)
 
@@ -69,3 +71,13 @@ def reachable_from_internet(url: str) -> bool:
     except ValueError:
         return "." in host_name  # a public-looking DNS name
     return address.is_global
+
+
+@functools.cache
+def _ledger(store: TaskStore) -> SubmissionLedger:
+    return SubmissionLedger(store)
+
+
+def ledger_for(settings: Settings) -> SubmissionLedger:
+    """The submission ledger beside the task store (studio/submissions.py)."""
+    return _ledger(store_for(settings))

@@ -185,8 +185,14 @@ def _sandbox() -> ASGIApp:
     from kie.sandbox import create_app as create_sandbox
     from studio.runtime import host
 
+    settings = host()
     delay = float(os.environ.get(SANDBOX_STAGE_DELAY_ENV) or DEFAULT_STAGE_DELAY_S)
-    return create_sandbox(hmac_key=host().webhook_hmac_key, stage_delay_s=delay)
+    # The app calls its sandbox on 127.0.0.1, but visitors' browsers load the sandbox's
+    # audio and covers: on a hosted copy those URLs must use the public address.
+    public = settings.public_url + SANDBOX_PREFIX if settings.public_url else None
+    return create_sandbox(
+        hmac_key=settings.webhook_hmac_key, stage_delay_s=delay, public_base_url=public
+    )
 
 
 def routes() -> list[BaseRoute]:

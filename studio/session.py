@@ -13,11 +13,14 @@ from kie.client import RetryPolicy
 from studio import runtime
 from studio.settings import Settings
 from studio.store import TaskStore
+from studio.submissions import SubmissionLedger
 from studio.visitor import VISITOR_COOKIE, new_visitor_id, valid_visitor_id
 
 SANDBOX_URL_ENV = "KIE_SANDBOX_URL"  # where the sandbox lives when not on this server
 SANDBOX_KEY = "sandbox-key-not-secret"  # the sandbox takes any non-empty key
 CLIENT_TIMEOUT_S = 30
+# Seconds a page waits for Kie's answer; tests and slow links may change it.
+CLIENT_TIMEOUT_ENV = "KIE_TIMEOUT_S"
 # A page waits on these calls, so it gives up sooner than a script would.
 PAGE_RETRY = RetryPolicy(max_tries=3, base_delay=0.3)
 
@@ -33,14 +36,17 @@ class Keys:
     EXTEND_LAST_SENT = "extend.last_sent"  # (fingerprint, time) against double submits
     EXTEND_RESULT = "extend.result"  # what the last submit showed
     EXTEND_CREDITS = "extend.credits"
+    EXTEND_CONFIRM_RESEND = "extend.confirm_resend"  # "send it again" after a lost answer
     TASKS_PAGE = "tasks.page"
     TASKS_VIEW = "tasks.view"  # (change marker, rendered views) so reruns reuse them
     TASKS_NOTICE = "tasks.notice"
+    GATE_PASSED = "gate.passed"  # this session entered the host's passcode
+    GATE_FAILURES = "gate.failures"
 
 
 def settings() -> Settings:
     """The host's settings with this browser session's edits applied."""
-    return runtime.host().with_overrides(st.session_state.get(Keys.SETTINGS_OVERRIDES, {}))
+    return runtime.host().for_session(st.session_state.get(Keys.SETTINGS_OVERRIDES, {}))
 
 
 def visitor_id() -> str:
@@ -61,11 +67,22 @@ def store() -> TaskStore:
     return runtime.store_for(settings())
 
 
+def ledger() -> SubmissionLedger:
+    return runtime.ledger_for(settings())
+
+
+def client_timeout() -> float:
+    raw = os.environ.get(CLIENT_TIMEOUT_ENV, "").strip()
+    try:
+        value = float(raw) if raw else CLIENT_TIMEOUT_S
+    except ValueError:
+        value = CLIENT_TIMEOUT_S
+    return value if value > 0 else CLIENT_TIMEOUT_S
+
+
 @st.cache_resource(max_entries=32, show_spinner=False)
-def _client(api_key: str, base_url: str) -> KieClient:
-    return KieClient(
-        api_key=api_key, base_url=base_url, timeout=CLIENT_TIMEOUT_S, retry=PAGE_RETRY
-    )
+def _client(api_key: str, base_url: str, timeout: float) -> KieClient:
+    return KieClient(api_key=api_key, base_url=base_url, timeout=timeout, retry=PAGE_RETRY)
 
 
 def api_base_url(current: Settings) -> str:
@@ -78,7 +95,7 @@ def client() -> KieClient:
     """The client for this session's settings: the sandbox, or Kie with the key."""
     current = settings()
     key = SANDBOX_KEY if current.sandbox else str(current.api_key)
-    return _client(key, api_base_url(current))
+    return _client(key, api_base_url(current), client_timeout())
 
 
 def callback_url() -> str:

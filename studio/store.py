@@ -35,6 +35,7 @@ import logging
 import math
 import re
 import secrets
+import sqlite3
 import threading
 import time
 import weakref
@@ -92,6 +93,7 @@ _WRITE = "studio_write"  # execution option: this connection's transaction write
 
 Outcome = Literal["stored", "duplicate", "orphan"]
 _UNSAFE_URL_CHAR = re.compile(r"[\x00-\x1f\s]")  # control characters and any whitespace
+_CONTROL_CHAR = re.compile(r"[\x00-\x1f]")
 
 log = logging.getLogger(__name__)
 
@@ -318,7 +320,7 @@ def callback_problem(payload: CallbackPayload) -> str | None:
     task_id = payload.data.task_id
     if not task_id.strip() or len(task_id) > MAX_TASK_ID:
         return f"data.task_id must be 1 to {MAX_TASK_ID} characters."
-    if any(ord(ch) < 32 for ch in task_id):
+    if _CONTROL_CHAR.search(task_id):
         return "data.task_id contains control characters."
     return None
 
@@ -340,6 +342,17 @@ def _callback_row(
         "code": payload.code,
         "msg": _text(payload.msg, 2000),
         "tracks": [_clean_track(t) for t in data.tracks] if cleaned is None else cleaned,
+        "received_at": at,
+        "verified": verified,
+    }
+
+
+def _orphan_row(payload: CallbackPayload, *, verified: bool, at: float) -> dict[str, Any]:
+    """The orphan_callbacks row that keeps a callback for a task nobody recorded (yet)."""
+    return {
+        "task_id": payload.data.task_id,
+        "stage": _stage_key(payload),
+        "payload": _finite(payload.model_dump(mode="json", by_alias=True)),
         "received_at": at,
         "verified": verified,
     }
@@ -511,10 +524,24 @@ def _make_engine(url: str) -> Engine:
 
 # --- the callback writer -----------------------------------------------------------------
 
-# The statements a group of callbacks runs (_record_group), built once: building and
-# hashing a statement costs more than running it on SQLite.
+# A group of callbacks is merged by one piece of code (TaskStore._record_group), which
+# reaches the database through one of two small adapters with the same four methods:
+# _SqlaGroupDB (SQLAlchemy Core, any database: the writer thread) and _SqliteGroupDB
+# (the plain sqlite3 connection: the event loop's flushes, where SQLAlchemy's per-
+# statement work was most of the store's time per callback).
+
+# The task columns a callback reads and writes (not `request` and the like).
+_GROUP_COLUMNS = ("task_id", "visitor_id", *_CALLBACK_UPDATES)
+_JSON_STATE = ("tracks", "track_ranks", "stages_seen")  # the JSON columns among them
+_CALLBACK_COLUMNS = tuple(column.name for column in callbacks.columns)
+_ORPHAN_COLUMNS = ("task_id", "stage", "payload", "received_at", "verified")
+
+# The SQLAlchemy statements, built once: building and hashing a statement costs more
+# than running it on SQLite.
 _IDS: sa.BindParameter[Any] = sa.bindparam("ids", expanding=True)
-_GROUP_TASKS = sa.select(tasks).where(tasks.c.task_id.in_(_IDS))
+_GROUP_TASKS = sa.select(*(tasks.c[name] for name in _GROUP_COLUMNS)).where(
+    tasks.c.task_id.in_(_IDS)
+)
 _GROUP_KEPT = sa.select(callbacks.c.task_id, callbacks.c.stage).where(
     callbacks.c.task_id.in_(_IDS)
 )
@@ -523,6 +550,129 @@ _GROUP_UPDATE = tasks.update().where(
     tasks.c.task_id == sa.bindparam("b_task_id"),
     tasks.c.visitor_id == sa.bindparam("b_visitor_id"),
 )
+_ORPHAN_CUTOFF = (
+    sa.select(orphan_callbacks.c.id)
+    .order_by(orphan_callbacks.c.id.desc())
+    .offset(sa.bindparam("cap"))
+    .limit(1)
+)
+_ORPHAN_TRIM = orphan_callbacks.delete().where(orphan_callbacks.c.id <= sa.bindparam("cutoff"))
+
+# The same statements as plain SQL for sqlite3 (same tables, same columns, same JSON
+# text: SQLAlchemy's JSON type stores json.dumps(value) on SQLite too).
+_SQL_KEPT = "SELECT task_id, stage FROM callbacks WHERE task_id IN ({marks})"
+_SQL_TASKS = f"SELECT {', '.join(_GROUP_COLUMNS)} FROM tasks WHERE task_id IN ({{marks}})"
+_SQL_INSERT = (
+    f"INSERT INTO callbacks ({', '.join(_CALLBACK_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(_CALLBACK_COLUMNS))})"
+)
+_SQL_UPDATE = (
+    f"UPDATE tasks SET {', '.join(f'{name} = ?' for name in _CALLBACK_UPDATES)} "
+    "WHERE task_id = ? AND visitor_id = ?"
+)
+_SQL_ORPHAN = (
+    f"INSERT INTO orphan_callbacks ({', '.join(_ORPHAN_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(_ORPHAN_COLUMNS))})"
+)
+_SQL_ORPHAN_CUTOFF = "SELECT id FROM orphan_callbacks ORDER BY id DESC LIMIT 1 OFFSET ?"
+_SQL_ORPHAN_TRIM = "DELETE FROM orphan_callbacks WHERE id <= ?"
+
+
+class _SqlaGroupDB:
+    """_record_group's database access through SQLAlchemy (any database)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def load(self, ids: list[str]) -> tuple[list[dict[str, Any]], set[tuple[str, str]]]:
+        """The task rows (_GROUP_COLUMNS) and the (task_id, stage) callbacks kept."""
+        rows = [dict(found) for found in self._conn.execute(_GROUP_TASKS, {"ids": ids}).mappings()]
+        kept = {(task_id, stage) for task_id, stage in self._conn.execute(_GROUP_KEPT, {"ids": ids})}
+        return rows, kept
+
+    def insert_callbacks(self, rows: list[dict[str, Any]]) -> None:
+        self._conn.execute(_GROUP_INSERT, rows)
+
+    def update_tasks(self, rows: list[dict[str, Any]]) -> None:
+        self._conn.execute(
+            _GROUP_UPDATE,
+            [
+                {
+                    **{name: row[name] for name in _CALLBACK_UPDATES},
+                    "b_task_id": row["task_id"],
+                    "b_visitor_id": row["visitor_id"],
+                }
+                for row in rows
+            ],
+        )
+
+    def store_orphan(self, row: dict[str, Any]) -> None:
+        """Keep a callback for an unknown task; only the newest ORPHAN_CAP stay."""
+        self._conn.execute(orphan_callbacks.insert(), row)
+        cutoff = self._conn.execute(_ORPHAN_CUTOFF, {"cap": ORPHAN_CAP}).scalar()
+        if cutoff is not None:
+            self._conn.execute(_ORPHAN_TRIM, {"cutoff": cutoff})
+
+
+class _SqliteGroupDB:
+    """_record_group's database access on a plain sqlite3 connection (the same SQL as
+    _SqlaGroupDB). A task's JSON columns are encoded again only when the merge changed
+    them (the merge replaces a changed value, it never edits one in place); the others
+    are written back as the text that was read."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._read: dict[int, tuple[Any, str]] = {}  # id(decoded value) -> (value, its text)
+
+    def load(self, ids: list[str]) -> tuple[list[dict[str, Any]], set[tuple[str, str]]]:
+        marks = ", ".join("?" * len(ids))
+        rows = []
+        for found in self._conn.execute(_SQL_TASKS.format(marks=marks), ids):
+            row = dict(zip(_GROUP_COLUMNS, found, strict=True))
+            for name in _JSON_STATE:
+                text = row[name]
+                row[name] = value = json.loads(text)
+                self._read[id(value)] = (value, text)
+            rows.append(row)
+        kept = set(self._conn.execute(_SQL_KEPT.format(marks=marks), ids))
+        return rows, kept
+
+    def _json(self, value: Any) -> str:
+        read = self._read.get(id(value))
+        if read is not None and read[0] is value:  # as read: unchanged
+            return read[1]
+        return json.dumps(value)
+
+    def insert_callbacks(self, rows: list[dict[str, Any]]) -> None:
+        self._conn.executemany(
+            _SQL_INSERT,
+            [
+                tuple(json.dumps(row[name]) if name == "tracks" else row[name]
+                      for name in _CALLBACK_COLUMNS)
+                for row in rows
+            ],
+        )
+
+    def update_tasks(self, rows: list[dict[str, Any]]) -> None:
+        self._conn.executemany(
+            _SQL_UPDATE,
+            [
+                (
+                    *(self._json(row[name]) if name in _JSON_STATE else row[name]
+                      for name in _CALLBACK_UPDATES),
+                    row["task_id"],
+                    row["visitor_id"],
+                )
+                for row in rows
+            ],
+        )
+
+    def store_orphan(self, row: dict[str, Any]) -> None:
+        values = {**row, "payload": json.dumps(row["payload"])}
+        self._conn.execute(_SQL_ORPHAN, tuple(values[name] for name in _ORPHAN_COLUMNS))
+        cutoff = self._conn.execute(_SQL_ORPHAN_CUTOFF, (ORPHAN_CAP,)).fetchone()
+        if cutoff is not None:
+            self._conn.execute(_SQL_ORPHAN_TRIM, cutoff)
 
 
 @dataclass(frozen=True)
@@ -615,6 +765,7 @@ class _LoopBatcher:
         self._engine = engine
         self._waiting: deque[tuple[_CallbackWrite, asyncio.Future[Outcome]]] = deque()
         self._scheduled = False
+        self._seen = 0  # callbacks waiting when the scheduled flush last looked
         self._flushes = 0
         self._checkpointing = False
 
@@ -627,7 +778,15 @@ class _LoopBatcher:
         return done
 
     def _flush(self) -> None:
-        count = min(len(self._waiting), LOOP_GROUP_MAX)
+        waiting = len(self._waiting)
+        if self._seen < waiting < LOOP_GROUP_MAX:
+            # Still growing: wait one more loop iteration (which also polls the sockets)
+            # so the requests that just arrived join this group.
+            self._seen = waiting
+            self._loop.call_soon(self._flush)
+            return
+        self._seen = 0
+        count = min(waiting, LOOP_GROUP_MAX)
         group = [self._waiting.popleft() for _ in range(count)]
         if self._waiting:
             self._loop.call_soon(self._flush)  # the rest after the loop's other work
@@ -636,10 +795,7 @@ class _LoopBatcher:
         if not group:
             return
         try:
-            with self._engine.connect() as conn:
-                conn.execution_options(**{_WRITE: True})
-                with conn.begin():
-                    outcomes = self._store._record_group(conn, [item for item, _ in group])
+            outcomes = self._commit([item for item, _ in group])
         except Exception as exc:  # noqa: BLE001 - nothing committed: the thread retries
             log.debug("loop flush of %d callbacks failed (%s); to the writer thread", count, exc)
             for item, done in group:
@@ -652,6 +808,25 @@ class _LoopBatcher:
         if self._flushes % LOOP_CHECKPOINT_EVERY == 0 and not self._checkpointing:
             self._checkpointing = True
             self._loop.run_in_executor(None, self._checkpoint)
+
+    def _commit(self, group: list[_CallbackWrite]) -> list[Outcome]:
+        """Store `group` in one BEGIN IMMEDIATE transaction on the pool's plain sqlite3
+        connection (no SQLAlchemy per statement: see _SqliteGroupDB); raises, with
+        nothing committed, if anything fails."""
+        pooled = self._engine.raw_connection()
+        try:
+            conn = pooled.driver_connection  # sqlite3, autocommit: we say BEGIN ourselves
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                outcomes = self._store._record_group(_SqliteGroupDB(conn), group)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            return outcomes
+        finally:
+            pooled.close()  # back to the pool
 
     def _hand_to_thread(self, item: _CallbackWrite, done: asyncio.Future[Outcome]) -> None:
         retry: Future[Outcome] = Future()
@@ -847,7 +1022,9 @@ class TaskStore:
         if batcher is None:
             done = self.submit_callback(payload, verified=verified, received_at=at)
             return await asyncio.shield(asyncio.wrap_future(done))
-        return await asyncio.shield(batcher.submit(_CallbackWrite(payload, verified, at, None)))
+        # No shield needed here: the batcher holds the callback, not the future, so a
+        # cancelled caller only cancels its wait; the callback is written all the same.
+        return await batcher.submit(_CallbackWrite(payload, verified, at, None))
 
     def _batcher(self, loop: asyncio.AbstractEventLoop) -> _LoopBatcher | None:
         batcher = self._batchers.get(loop)
@@ -872,7 +1049,7 @@ class TaskStore:
         """
         try:
             with self._write() as conn:
-                outcomes = self._record_group(conn, group)
+                outcomes = self._record_group(_SqlaGroupDB(conn), group)
         except Exception as exc:  # noqa: BLE001 - handed to the waiters
             if len(group) == 1:
                 group[0].waiter.set_exception(exc)
@@ -884,19 +1061,18 @@ class TaskStore:
         for item, outcome in zip(group, outcomes, strict=True):
             item.waiter.set_result(outcome)
 
-    def _record_group(self, conn: Connection, group: list[_CallbackWrite]) -> list[Outcome]:
+    def _record_group(self, db: _SqlaGroupDB | _SqliteGroupDB, group: list[_CallbackWrite]) -> list[Outcome]:
         """Store callbacks in order, as record_callback would one by one, in a handful
         of statements whatever the group's size: read the tasks and the callbacks
         already kept once, merge in memory, then write the new callback rows and the
         changed task rows in two batches. (Each statement costs far more than a merge.)
+        `db` is the writer thread's SQLAlchemy connection or the loop's sqlite3 one.
         """
         ids = sorted({item.payload.data.task_id for item in group})
-        in_ids = {"ids": ids}
+        found, seen = db.load(ids)
         copies: dict[str, list[dict[str, Any]]] = {}
-        for found in conn.execute(_GROUP_TASKS, in_ids).mappings():
-            copies.setdefault(found["task_id"], []).append(dict(found))
-        kept = conn.execute(_GROUP_KEPT, in_ids)
-        seen = {(task_id, stage) for task_id, stage in kept}
+        for row in found:
+            copies.setdefault(row["task_id"], []).append(row)
         outcomes: list[Outcome] = []
         new_callbacks: list[dict[str, Any]] = []
         changed: dict[tuple[str, str], dict[str, Any]] = {}
@@ -904,7 +1080,7 @@ class TaskStore:
             payload, at = item.payload, item.at
             rows = copies.get(payload.data.task_id)
             if not rows:
-                self._store_orphan(conn, payload, verified=item.verified, at=at)
+                db.store_orphan(_orphan_row(payload, verified=item.verified, at=at))
                 outcomes.append("orphan")
                 continue
             key = (payload.data.task_id, _stage_key(payload))
@@ -925,19 +1101,9 @@ class TaskStore:
                 changed[(row["task_id"], row["visitor_id"])] = row
             outcomes.append("stored")
         if new_callbacks:
-            conn.execute(_GROUP_INSERT, new_callbacks)
+            db.insert_callbacks(new_callbacks)
         if changed:
-            conn.execute(
-                _GROUP_UPDATE,
-                [
-                    {
-                        **{name: row[name] for name in _CALLBACK_UPDATES},
-                        "b_task_id": task_id,
-                        "b_visitor_id": visitor_id,
-                    }
-                    for (task_id, visitor_id), row in changed.items()
-                ],
-            )
+            db.update_tasks(list(changed.values()))
         return outcomes
 
     def _store_callback(
@@ -950,28 +1116,6 @@ class TaskStore:
             return "duplicate"
         self._apply(conn, data.task_id, _callback_event(payload, at), {"last_callback_at": at})
         return "stored"
-
-    def _store_orphan(
-        self, conn: Connection, payload: CallbackPayload, *, verified: bool, at: float
-    ) -> None:
-        conn.execute(
-            orphan_callbacks.insert(),
-            {
-                "task_id": payload.data.task_id,
-                "stage": _stage_key(payload),
-                "payload": _finite(payload.model_dump(mode="json", by_alias=True)),
-                "received_at": at,
-                "verified": verified,
-            },
-        )
-        threshold = conn.execute(
-            sa.select(orphan_callbacks.c.id)
-            .order_by(orphan_callbacks.c.id.desc())
-            .offset(ORPHAN_CAP)
-            .limit(1)
-        ).scalar()
-        if threshold is not None:
-            conn.execute(orphan_callbacks.delete().where(orphan_callbacks.c.id <= threshold))
 
     def _apply(
         self, conn: Connection, task_id: str, event: _Event, always: Mapping[str, Any]

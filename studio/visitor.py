@@ -36,6 +36,16 @@ def _cookie_value(scope: Scope) -> str | None:
     return None
 
 
+def _over_https(scope: Scope) -> bool:
+    """Served over HTTPS, directly or behind a proxy that says so."""
+    if scope.get("scheme") == "https":
+        return True
+    return any(
+        name == b"x-forwarded-proto" and value.split(b",")[0].strip() == b"https"
+        for name, value in scope.get("headers", [])
+    )
+
+
 def _wants_page(scope: Scope) -> bool:
     """A browser navigation (the HTML page), not an asset, API call or websocket."""
     if scope["type"] != "http" or scope.get("method") != "GET":
@@ -63,6 +73,8 @@ class VisitorCookieMiddleware:
             f"{VISITOR_COOKIE}={new_visitor_id()}; Max-Age={VISITOR_MAX_AGE_S}; Path=/; "
             "HttpOnly; SameSite=Lax"
         )
+        if _over_https(scope):
+            cookie += "; Secure"
 
         async def send_with_cookie(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 
 import pytest
 from fakeserver import FakeServer
+from playwright.sync_api import Browser, sync_playwright
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",  # CI runs as root
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",  # no network here beyond loopback
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--autoplay-policy=no-user-gesture-required",
+]
 
 
 @pytest.fixture
@@ -13,6 +26,21 @@ def fake_server() -> Iterator[FakeServer]:
     """A scriptable HTTP server on loopback (see tests/fakeserver.py)."""
     with FakeServer() as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's headless Chromium through Playwright (it cannot download a browser here).
+
+    Module-scoped: sync Playwright runs an event loop while open, so closing it after
+    each module keeps it from leaking into tests that start their own loop."""
+    executable = shutil.which("chromium")
+    if executable is None:
+        pytest.fail("Debian's chromium is not installed: run ./scripts/test (it installs it)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
 
 
 # --- --run-slow (tests/reliability): long soak runs are skipped unless asked for ---------

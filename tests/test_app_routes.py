@@ -165,3 +165,33 @@ def test_a_sandbox_task_calls_the_app_back_end_to_end(token_app: AppServer, tmp_
     assert task is not None and task.stage == "complete"
     assert len(task.tracks) == 2
     assert "***" in task.request["callBackUrl"] and token not in json.dumps(task.request)
+
+
+def test_a_hosted_copy_serves_sandbox_media_at_its_public_address(tmp_path: Path) -> None:
+    public = "https://studio.example.com"
+    with running_app(tmp_path, KIE_PUBLIC_URL=public) as app:
+        auth = {"Authorization": "Bearer anything"}
+        request = {
+            "defaultParamFlag": False,
+            "audioId": "demo-rainy-lofi",
+            "model": "V3_5",
+            "callBackUrl": f"{public}/kie/callback",
+        }
+        answer = requests.post(
+            f"{app.url}/kie-sandbox/api/v1/generate/extend", json=request, headers=auth, timeout=10
+        ).json()
+        task_id = answer["data"]["taskId"]
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            info = requests.get(
+                f"{app.url}/kie-sandbox/api/v1/generate/record-info",
+                params={"taskId": task_id},
+                headers=auth,
+                timeout=10,
+            ).json()
+            tracks = (info["data"].get("response") or {}).get("sunoData") or []
+            if tracks and tracks[0].get("audioUrl"):
+                break
+            time.sleep(0.2)
+        assert tracks and tracks[0]["audioUrl"].startswith(f"{public}/kie-sandbox/media/")
+        assert tracks[0]["imageUrl"].startswith(f"{public}/kie-sandbox/media/")

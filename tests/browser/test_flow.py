@@ -68,6 +68,8 @@ def test_extend_watch_and_extend_again(page: Page, app_server: AppServer) -> Non
         timeout=20_000,
     )
     expect(page.get_by_role("img").first).to_be_visible()
+    # The server checks what the callbacks said against record-info, then says so.
+    expect(page.get_by_text("Checked with Kie.")).to_be_visible(timeout=30_000)
     screenshot(page, "tasks")
 
     # Extend one of the new tracks: the form opens with it as the source.

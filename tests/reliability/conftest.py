@@ -20,10 +20,12 @@ from typing import Any
 import pytest
 import requests
 from appserver import AppServer, running_app
+from playwright.sync_api import Browser, Page
 
 from kie.webhook import signed_headers
 from studio.runtime import CALLBACK_TOKEN_NAME
 from studio.store import TaskStore
+from tests.reliability.helpers_ui import VIEWPORT
 
 HMAC_KEY = "reliability-hmac-key-Zq7"
 CALLBACK = "/kie/callback"
@@ -161,3 +163,11 @@ def record_figure(name: str, value: Any) -> None:
     if path:
         with open(path, "a", encoding="utf-8") as out:
             out.write(line + "\n")
+
+
+@pytest.fixture
+def visitor_page(browser: Browser) -> Iterator[Page]:
+    """A page in a fresh browser context: a new visitor (own cookie, own session)."""
+    context = browser.new_context(viewport=VIEWPORT)
+    yield context.new_page()
+    context.close()

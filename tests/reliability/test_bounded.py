@@ -82,8 +82,11 @@ def test_exactly_256_kib_is_accepted_and_one_byte_more_is_413(
     http: requests.Session, target: tuple[AppServer, str, str]
 ) -> None:
     app, url, task = target
-    unchanged(app, 413, lambda: http.post(url, data=sized_body(task, MAX_BODY_BYTES + 1),
-                                          headers=JSON, timeout=10))
+    unchanged(
+        app,
+        413,
+        lambda: http.post(url, data=sized_body(task, MAX_BODY_BYTES + 1), headers=JSON, timeout=10),
+    )
     ok = http.post(url, data=sized_body(task, MAX_BODY_BYTES), headers=JSON, timeout=10)
     assert ok.status_code == 200, ok.text
 
@@ -133,8 +136,10 @@ def test_a_body_that_lies_about_its_length_is_413(target: tuple[AppServer, str, 
     parts = urlsplit(url)
     with socket.create_connection((parts.hostname, parts.port), timeout=5) as sock:
         sock.sendall(
-            (f"POST {parts.path}?{parts.query} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-             "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n").encode()
+            (
+                f"POST {parts.path}?{parts.query} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+                "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+            ).encode()
         )
         chunk = b"x" * 65536
         for _ in range(5):
@@ -148,8 +153,16 @@ def test_a_body_that_lies_about_its_length_is_413(target: tuple[AppServer, str, 
 
 @pytest.mark.parametrize(
     "content_type",
-    [None, "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
-     "application/jsonx", "application/json-patch+json", "text/json", "*/*"],
+    [
+        None,
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/jsonx",
+        "application/json-patch+json",
+        "text/json",
+        "*/*",
+    ],
 )
 def test_wrong_content_type_is_415(
     http: requests.Session, target: tuple[AppServer, str, str], content_type: str | None
@@ -164,17 +177,39 @@ def test_json_content_type_parameters_are_fine(
     http: requests.Session, target: tuple[AppServer, str, str]
 ) -> None:
     app, url, task = target
-    ok = http.post(url, data=json.dumps(body(task, "text")),
-                   headers={"Content-Type": "Application/JSON; charset=utf-8"}, timeout=10)
+    ok = http.post(
+        url,
+        data=json.dumps(body(task, "text")),
+        headers={"Content-Type": "Application/JSON; charset=utf-8"},
+        timeout=10,
+    )
     assert ok.status_code == 200
 
 
 @pytest.mark.parametrize(
     "raw",
-    [b"", b"{", b'{"code": 200,', b"\xff\xfe{}", b"nul\x00l", b"[" * 100_000,
-     b'{"a": 1}{"b": 2}', b"'single'", b"{code: 200}"],
-    ids=["empty", "brace", "truncated", "bad-utf8", "nul", "deep-nesting", "two-docs",
-         "single-quotes", "bare-keys"],
+    [
+        b"",
+        b"{",
+        b'{"code": 200,',
+        b"\xff\xfe{}",
+        b"nul\x00l",
+        b"[" * 100_000,
+        b'{"a": 1}{"b": 2}',
+        b"'single'",
+        b"{code: 200}",
+    ],
+    ids=[
+        "empty",
+        "brace",
+        "truncated",
+        "bad-utf8",
+        "nul",
+        "deep-nesting",
+        "two-docs",
+        "single-quotes",
+        "bare-keys",
+    ],
 )
 def test_bad_json_is_400(
     http: requests.Session, target: tuple[AppServer, str, str], raw: bytes
@@ -185,13 +220,25 @@ def test_bad_json_is_400(
 
 @pytest.mark.parametrize(
     "payload",
-    [[], 1, "text", None, {}, {"code": 200}, {"code": "200", "msg": "x", "data": {}},
-     {"code": 200, "msg": "ok", "data": {"callbackType": "text", "task_id": "", "data": []}},
-     {"code": 200, "msg": "ok", "data": {"callbackType": "text", "task_id": "x" * 201, "data": []}},
-     {"code": 200, "msg": "ok", "data": {"callbackType": "text", "task_id": "a\nb", "data": []}},
-     {"code": 2**40, "msg": "ok", "data": {"callbackType": "text", "task_id": "t", "data": []}},
-     {"code": 200, "msg": "ok", "data": {"callbackType": "first", "task_id": "t", "data": [{}]}},
-     {"code": 200, "msg": "ok", "data": {"callbackType": "first", "task_id": "t", "data": {}}}],
+    [
+        [],
+        1,
+        "text",
+        None,
+        {},
+        {"code": 200},
+        {"code": "200", "msg": "x", "data": {}},
+        {"code": 200, "msg": "ok", "data": {"callbackType": "text", "task_id": "", "data": []}},
+        {
+            "code": 200,
+            "msg": "ok",
+            "data": {"callbackType": "text", "task_id": "x" * 201, "data": []},
+        },
+        {"code": 200, "msg": "ok", "data": {"callbackType": "text", "task_id": "a\nb", "data": []}},
+        {"code": 2**40, "msg": "ok", "data": {"callbackType": "text", "task_id": "t", "data": []}},
+        {"code": 200, "msg": "ok", "data": {"callbackType": "first", "task_id": "t", "data": [{}]}},
+        {"code": 200, "msg": "ok", "data": {"callbackType": "first", "task_id": "t", "data": {}}},
+    ],
 )
 def test_wrong_shape_is_422(
     http: requests.Session, target: tuple[AppServer, str, str], payload: Any
@@ -205,8 +252,13 @@ def test_other_methods_are_405(
     http: requests.Session, target: tuple[AppServer, str, str], method: str
 ) -> None:
     app, url, task = target
-    response = unchanged(app, 405, lambda: http.request(
-        method, url, data=json.dumps(body(task, "first")), headers=JSON, timeout=10))
+    response = unchanged(
+        app,
+        405,
+        lambda: http.request(
+            method, url, data=json.dumps(body(task, "first")), headers=JSON, timeout=10
+        ),
+    )
     assert response.headers.get("allow") == "POST"
 
 
@@ -214,16 +266,29 @@ def test_other_methods_are_405(
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=40),
-    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=12), inner,
-                                                                max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=12), inner, max_size=5)
+    ),
     max_leaves=20,
 )
-TRACK_KEYS = ["id", "audio_url", "stream_audio_url", "image_url", "title", "duration", "tags",
-              "createTime", "model_name", "prompt", "source_audio_url"]
+TRACK_KEYS = [
+    "id",
+    "audio_url",
+    "stream_audio_url",
+    "image_url",
+    "title",
+    "duration",
+    "tags",
+    "createTime",
+    "model_name",
+    "prompt",
+    "source_audio_url",
+]
 tracks = st.lists(
     st.dictionaries(st.sampled_from(TRACK_KEYS), json_values, max_size=6)
-    | st.fixed_dictionaries({"id": st.text(min_size=1, max_size=20)}, optional={
-        k: json_values for k in TRACK_KEYS[1:]}),
+    | st.fixed_dictionaries(
+        {"id": st.text(min_size=1, max_size=20)}, optional={k: json_values for k in TRACK_KEYS[1:]}
+    ),
     max_size=4,
 )
 
@@ -232,8 +297,11 @@ tracks = st.lists(
 def callback_like(draw: st.DrawFn, task: str) -> Any:
     """Bodies close to a real callback, with any part swapped for something else."""
     data = {
-        "callbackType": draw(st.sampled_from(["text", "first", "complete", "error"])
-                             | st.text(max_size=50) | json_values),
+        "callbackType": draw(
+            st.sampled_from(["text", "first", "complete", "error"])
+            | st.text(max_size=50)
+            | json_values
+        ),
         "task_id": draw(st.just(task) | st.text(max_size=60) | json_values),
         "data": draw(tracks | json_values),
     }
@@ -264,13 +332,25 @@ def requests_(draw: st.DrawFn, task: str) -> dict[str, Any]:
         | st.builds(lambda v, cut: encode(v)[:cut], callback_like(task), st.integers(0, 200))
     )
     headers = {}
-    ctype = draw(st.sampled_from(["application/json", "application/json", "application/json",
-                                  "application/json; charset=utf-8", "text/plain", None]))
+    ctype = draw(
+        st.sampled_from(
+            [
+                "application/json",
+                "application/json",
+                "application/json",
+                "application/json; charset=utf-8",
+                "text/plain",
+                None,
+            ]
+        )
+    )
     if ctype:
         headers["Content-Type"] = ctype
     if draw(st.booleans()):
-        headers[TIMESTAMP_HEADER] = draw(st.sampled_from(["", "abc", str(int(time.time()))])
-                                         | st.from_regex(r"[0-9a-zA-Z+=/]{0,20}", fullmatch=True))
+        headers[TIMESTAMP_HEADER] = draw(
+            st.sampled_from(["", "abc", str(int(time.time()))])
+            | st.from_regex(r"[0-9a-zA-Z+=/]{0,20}", fullmatch=True)
+        )
         headers[SIGNATURE_HEADER] = draw(st.from_regex(r"[0-9a-zA-Z+=/]{0,50}", fullmatch=True))
     return {
         "method": draw(st.sampled_from(["POST"] * 12 + ["GET", "PUT", "DELETE", "PATCH"])),
@@ -282,8 +362,9 @@ def requests_(draw: st.DrawFn, task: str) -> dict[str, Any]:
 
 def _send(http: requests.Session, base: str, right: str, case: dict[str, Any]) -> requests.Response:
     query = {"right": "?" + right, "wrong": "?token=" + "x" * 43, "missing": ""}[case["token"]]
-    return http.request(case["method"], base + query, data=case["data"],
-                        headers=case["headers"], timeout=10)
+    return http.request(
+        case["method"], base + query, data=case["data"], headers=case["headers"], timeout=10
+    )
 
 
 def test_structured_inputs_never_get_a_server_error(
@@ -293,8 +374,9 @@ def test_structured_inputs_never_get_a_server_error(
     app, url, task = target
     base, _, right = url.partition("?")
 
-    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck),
-              database=None)
+    @settings(
+        max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), database=None
+    )
     @given(case=requests_(task))
     def never_5xx(case: dict[str, Any]) -> None:
         response = _send(http, base, right, case)
@@ -306,8 +388,21 @@ def test_structured_inputs_never_get_a_server_error(
 # A fast seeded mutation fuzzer for the bulk of the cases (hypothesis spends ~20 ms
 # generating each of the structured cases above; this spends ~0.05 ms).
 
-WEIRD_STRINGS = ["", " ", "\x00", "\ud800", "\U0001f3b5", "javascript:alert(1)", "a" * 5000,
-                 "https://x.example/a.mp3", "DROP TABLE tasks;--", "%s%n", "\u202e", "0", "-1"]
+WEIRD_STRINGS = [
+    "",
+    " ",
+    "\x00",
+    "\ud800",
+    "\U0001f3b5",
+    "javascript:alert(1)",
+    "a" * 5000,
+    "https://x.example/a.mp3",
+    "DROP TABLE tasks;--",
+    "%s%n",
+    "\u202e",
+    "0",
+    "-1",
+]
 
 
 def random_json(rng: random.Random, depth: int = 0) -> Any:
@@ -323,11 +418,15 @@ def random_json(rng: random.Random, depth: int = 0) -> Any:
     if kind in (4, 5):
         if rng.random() < 0.5:
             return rng.choice(WEIRD_STRINGS)
-        return "".join(chr(rng.choice([rng.randrange(32, 127), rng.randrange(0, 0x3000)]))
-                       for _ in range(rng.randrange(0, 30)))
+        return "".join(
+            chr(rng.choice([rng.randrange(32, 127), rng.randrange(0, 0x3000)]))
+            for _ in range(rng.randrange(0, 30))
+        )
     if kind in (6, 7):
         return [random_json(rng, depth + 1) for _ in range(rng.randrange(0, 4))]
-    return {str(random_json(rng, 3)): random_json(rng, depth + 1) for _ in range(rng.randrange(0, 4))}
+    return {
+        str(random_json(rng, 3)): random_json(rng, depth + 1) for _ in range(rng.randrange(0, 4))
+    }
 
 
 def mutate(rng: random.Random, node: Any) -> Any:
@@ -353,8 +452,11 @@ def mutate(rng: random.Random, node: Any) -> Any:
 
 def fuzz_case(rng: random.Random, tasks: list[str]) -> dict[str, Any]:
     task = rng.choice(tasks + ["unknown-" + str(rng.randrange(10**6))])
-    payload: Any = body(task, rng.choice(["text", "first", "complete", "error", "other"]),
-                       code=rng.choice([200, 200, 200, 400, 501, 531]))
+    payload: Any = body(
+        task,
+        rng.choice(["text", "first", "complete", "error", "other"]),
+        code=rng.choice([200, 200, 200, 400, 501, 531]),
+    )
     for _ in range(rng.choice([0, 0, 1, 1, 2, 3, 5])):
         payload = mutate(rng, payload)
     raw = json.dumps(payload, allow_nan=True).encode()
@@ -369,8 +471,10 @@ def fuzz_case(rng: random.Random, tasks: list[str]) -> dict[str, Any]:
             data[rng.randrange(len(data))] = rng.randrange(256)
         raw = bytes(data)
     headers = {}
-    ctype = rng.choice(["application/json"] * 6 + ["application/json; charset=latin-1",
-                                                   "text/plain", "", "application/xml"])
+    ctype = rng.choice(
+        ["application/json"] * 6
+        + ["application/json; charset=latin-1", "text/plain", "", "application/xml"]
+    )
     if ctype:
         headers["Content-Type"] = ctype
     if rng.random() < 0.2:
@@ -409,15 +513,19 @@ def test_no_input_gets_a_server_error(
                 try:
                     response = _send(http, base, right, case)
                     status = response.status_code
-                    ok = status < 500 and (case["method"] == "HEAD" or
-                                           response.headers["content-type"].startswith("application/json"))
+                    ok = status < 500 and (
+                        case["method"] == "HEAD"
+                        or response.headers["content-type"].startswith("application/json")
+                    )
                 except requests.RequestException as exc:
                     status, ok = -1, False
                     response = exc  # type: ignore[assignment]
                 with lock:
                     seen[status] = seen.get(status, 0) + 1
                     if not ok and len(failures) < 5:
-                        failures.append((status, case, getattr(response, "text", str(response))[:300]))
+                        failures.append(
+                            (status, case, getattr(response, "text", str(response))[:300])
+                        )
 
     started = time.monotonic()
     threads = [threading.Thread(target=work, args=(n,)) for n in range(workers)]

@@ -18,6 +18,7 @@ import requests
 from appserver import AppServer, running_app
 
 from tests.reliability.conftest import (
+    HMAC_KEY,
     body,
     db_path,
     new_task,
@@ -25,7 +26,6 @@ from tests.reliability.conftest import (
     record_figure,
     slow,
     store_of,
-    HMAC_KEY,
 )
 
 KINDS = ("text", "first", "complete")
