@@ -85,9 +85,24 @@ def freeze_startup_objects() -> None:
     gc.freeze()
 
 
+def use_navigation_only() -> None:
+    """Tell Streamlit this app's pages come from st.navigation (ui.py), never from the
+    older automatic `pages/` folder navigation.
+
+    Streamlit decides per process: until some session has run st.navigation, a folder
+    named pages/ beside the entry script makes it run a directly addressed page (say
+    /settings, the first visit after a restart) on its own, skipping ui.py: no sandbox
+    banner, no passcode gate. Our layout keeps pages/ (as asked), so settle it at start.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    PagesManager.uses_pages_directory = False
+
+
 @asynccontextmanager
 async def lifespan(_app: Any) -> AsyncIterator[None]:
     # uvicorn runs the lifespan before it starts accepting, on a socket already bound.
+    use_navigation_only()
     changed = enable_nodelay_on_listeners()
     freeze_startup_objects()
     log.debug("TCP_NODELAY set on %d listening socket(s)", changed)
