@@ -14,6 +14,7 @@ hosting.require_gate()  # defence in depth: ui.py shows the gate first
 
 PAGE_SIZE = 10
 REFRESH_EVERY_S = 1.0
+IDLE_REFRESH_EVERY_S = 15.0
 TRUSTED = ("confirmed", "corrected")  # store.confirmation(): record-info backs the tracks
 # Without callbacks, ask Kie every 30 s (its own advice); with them, only when one is overdue.
 POLL_EVERY_S = 30
@@ -198,17 +199,33 @@ for lost in ledger.unknown(visitor):
             st.rerun()
 
 
-@st.fragment(run_every=REFRESH_EVERY_S)
-def task_list() -> None:
-    quiet = 0 if not session.callbacks_can_arrive() else QUIET_BEFORE_POLL_S
-    for task_id in store.tasks_to_poll(visitor, quiet_after_s=quiet, every_s=POLL_EVERY_S)[:3]:
-        poll(task_id)  # a failure is retried on a later run; the button shows errors
+def current_views() -> list:
+    """This page of tasks, read again only when the store changed for this visitor."""
     marker = (store.change_marker(visitor), page)
     cached = st.session_state.get(Keys.TASKS_VIEW)
     if cached is None or cached[0] != marker:
         cached = (marker, store.list_tasks(visitor, limit=PAGE_SIZE, offset=page * PAGE_SIZE))
         st.session_state[Keys.TASKS_VIEW] = cached
-    tasks = cached[1]
+    return cached[1]
+
+
+def working(views: list) -> bool:
+    return any(task.stage not in FINAL_STAGES for task in views)
+
+
+# Re-run every second while a task is under way; when all are done, only now and then
+# (a task sent from another tab still shows up).
+busy = working(current_views())
+
+
+@st.fragment(run_every=REFRESH_EVERY_S if busy else IDLE_REFRESH_EVERY_S)
+def task_list() -> None:
+    quiet = 0 if not session.callbacks_can_arrive() else QUIET_BEFORE_POLL_S
+    for task_id in store.tasks_to_poll(visitor, quiet_after_s=quiet, every_s=POLL_EVERY_S)[:3]:
+        poll(task_id)  # a failure is retried on a later run; the button shows errors
+    tasks = current_views()
+    if working(tasks) != busy:
+        st.rerun()  # the whole page, to switch the refresh pace
     if not tasks:
         st.info("No tasks yet. Extend a track and it will show here.", icon=":material/inbox:")
         st.page_link("pages/extend.py", label="Go to Extend", icon=":material/library_music:")

@@ -127,9 +127,9 @@ def test_loop_flush_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     sizes: list[int] = []
     real = TaskStore._record_group
 
-    def spy(self: TaskStore, conn: Any, group: list[Any]) -> Any:
+    def spy(self: TaskStore, db: Any, group: list[Any]) -> Any:
         sizes.append(len(group))
-        return real(self, conn, group)
+        return real(self, db, group)
 
     monkeypatch.setattr(TaskStore, "_record_group", spy)
 
@@ -218,5 +218,88 @@ def test_in_memory_store_uses_the_writer_thread() -> None:
         assert asyncio.run(store.store_callback(callback("text", "t"), verified=True)) == (
             "duplicate"
         )
+    finally:
+        store.close()
+
+
+def table_rows(store: TaskStore) -> dict[str, list[tuple[Any, ...]]]:
+    """Every stored row as SQLite holds it (JSON as its text), minus orphan ids."""
+    path = store.url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as conn:
+        return {
+            "tasks": conn.execute("SELECT * FROM tasks ORDER BY task_id, visitor_id").fetchall(),
+            "callbacks": conn.execute("SELECT * FROM callbacks ORDER BY task_id, stage").fetchall(),
+            "orphans": conn.execute(
+                "SELECT task_id, stage, payload, received_at, verified FROM orphan_callbacks "
+                "ORDER BY id"
+            ).fetchall(),
+        }
+
+
+def test_loop_path_writes_the_same_rows_as_sqlalchemy(tmp_path: Path) -> None:
+    """The loop's flushes use plain sqlite3 (_SqliteGroupDB), the writer thread
+    SQLAlchemy (_SqlaGroupDB): byte-for-byte the same rows, JSON text included."""
+    serial, batched = fresh(tmp_path, "serial.db"), fresh(tmp_path, "batched.db")
+    try:
+        at = 2000.0
+        for i, cb in enumerate(events()):
+            serial.record_callback(cb, verified=i % 2 == 0, received_at=at + i)
+
+        async def all_at_once() -> None:
+            await asyncio.gather(*(
+                batched.store_callback(cb, verified=i % 2 == 0, received_at=at + i)
+                for i, cb in enumerate(events())
+            ))
+
+        asyncio.run(all_at_once())
+        assert table_rows(batched) == table_rows(serial)
+    finally:
+        serial.close()
+        batched.close()
+
+
+def test_loop_path_caps_orphans(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store_module, "ORPHAN_CAP", 5)
+    store = fresh(tmp_path, "orphans.db")
+
+    async def strangers() -> list[str]:
+        return list(await asyncio.gather(*(
+            store.store_callback(callback("text", f"stranger-{n}"), verified=False)
+            for n in range(12)
+        )))
+
+    try:
+        assert asyncio.run(strangers()) == ["orphan"] * 12
+        kept = [row[0] for row in table_rows(store)["orphans"]]
+        assert kept == [f"stranger-{n}" for n in range(7, 12)]  # the newest five
+    finally:
+        store.close()
+
+
+def test_loop_flush_waits_while_its_group_grows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Callbacks arriving over consecutive loop iterations share one transaction."""
+    store = fresh(tmp_path, "grows.db")
+    sizes: list[int] = []
+    real = TaskStore._record_group
+
+    def spy(self: TaskStore, db: Any, group: list[Any]) -> Any:
+        sizes.append(len(group))
+        return real(self, db, group)
+
+    monkeypatch.setattr(TaskStore, "_record_group", spy)
+
+    async def late(n: int) -> str:
+        for _ in range(n):
+            await asyncio.sleep(0)  # arrive n loop iterations after the first
+        return await store.store_callback(callback("text", f"task-{n}"), verified=True)
+
+    async def staggered() -> list[str]:
+        return list(await asyncio.gather(*(late(n) for n in range(4))))
+
+    try:
+        assert asyncio.run(staggered()) == ["stored"] * 4
+        assert sizes == [4]
     finally:
         store.close()
