@@ -183,6 +183,7 @@ class _Lazy:
         with self._lock:  # built once, even if two first requests race
             if self._app is None:
                 self._app = self._build()
+                freeze_startup_objects()  # what building it imported lives as long
             return self._app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
