@@ -341,9 +341,8 @@ result = st.session_state.get(Keys.EXTEND_RESULT)
 if result:
     show_result(*result)
 
-if not problems:
-    body = ExtendRequest.model_validate(values).to_wire()
+if wire:
     base = session.api_base_url(current)
     with st.expander("Copy this request as curl or Python (the key is left out)"):
-        st.code(snippets.as_curl(base, body), language="bash")
-        st.code(snippets.as_python(base, body), language="python")
+        st.code(snippets.as_curl(base, wire), language="bash")
+        st.code(snippets.as_python(base, wire), language="python")

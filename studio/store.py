@@ -1410,7 +1410,10 @@ class TaskStore:
                 values["last_polled_at"] = at
                 conn.execute(
                     tasks.update()
-                    .where(tasks.c.task_id == row["task_id"], tasks.c.visitor_id == row["visitor_id"])
+                    .where(
+                        tasks.c.task_id == row["task_id"],
+                        tasks.c.visitor_id == row["visitor_id"],
+                    )
                     .values(**values)
                 )
                 if verdict is None:
