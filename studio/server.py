@@ -17,7 +17,9 @@ import stat
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import anyio.to_thread
 import streamlit.config
@@ -207,8 +209,23 @@ def _sandbox() -> ASGIApp:
     # audio and covers: on a hosted copy those URLs must use the public address.
     public = settings.public_url + SANDBOX_PREFIX if settings.public_url else None
     return create_sandbox(
-        hmac_key=settings.webhook_hmac_key, stage_delay_s=delay, public_base_url=public
+        hmac_key=settings.webhook_hmac_key,
+        stage_delay_s=delay,
+        public_base_url=public,
+        callback_allowed=partial(own_receiver, public_url=settings.public_url),
     )
+
+
+def own_receiver(url: str, *, public_url: str | None) -> bool:
+    """Whether `url` is this app's callback receiver: the only address the built-in
+    sandbox calls back, so a hosted demo cannot be made to POST anywhere else."""
+    parts = urlsplit(url)
+    if parts.path != CALLBACK_PATH:
+        return False
+    if parts.hostname in ("localhost", "127.0.0.1", "::1"):
+        return parts.port == int(streamlit.config.get_option("server.port"))
+    public = urlsplit(public_url) if public_url else None
+    return public is not None and (parts.scheme, parts.netloc) == (public.scheme, public.netloc)
 
 
 def routes() -> list[BaseRoute]:

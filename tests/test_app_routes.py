@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 from appserver import AppServer, running_app
+from servers import CallbackRecorder, serve
 
 from kie.webhook import signed_headers
 from studio.runtime import CALLBACK_TOKEN_NAME
@@ -195,3 +196,37 @@ def test_a_hosted_copy_serves_sandbox_media_at_its_public_address(tmp_path: Path
             time.sleep(0.2)
         assert tracks and tracks[0]["audioUrl"].startswith(f"{public}/kie-sandbox/media/")
         assert tracks[0]["imageUrl"].startswith(f"{public}/kie-sandbox/media/")
+
+
+def test_the_built_in_sandbox_calls_back_only_this_apps_receiver(token_app: AppServer) -> None:
+    # A hosted demo's sandbox must not be usable to make the server POST anywhere.
+    recorder = CallbackRecorder()
+    with serve(recorder.app) as elsewhere:
+        request = {
+            "defaultParamFlag": False,
+            "audioId": "demo-rainy-lofi",
+            "model": "V3_5",
+            "callBackUrl": f"{elsewhere}/callback",
+        }
+        auth = {"Authorization": "Bearer anything"}
+        answer = requests.post(
+            f"{token_app.url}/kie-sandbox/api/v1/generate/extend",
+            json=request,
+            headers=auth,
+            timeout=10,
+        ).json()
+        task_id = answer["data"]["taskId"]
+        deadline = time.monotonic() + 20
+        status = ""
+        while time.monotonic() < deadline and status != "SUCCESS":
+            info = requests.get(
+                f"{token_app.url}/kie-sandbox/api/v1/generate/record-info",
+                params={"taskId": task_id},
+                headers=auth,
+                timeout=10,
+            ).json()
+            status = info["data"]["status"]
+            time.sleep(0.2)
+        time.sleep(0.5)
+        assert status == "SUCCESS"  # the task itself still runs its course
+        assert recorder.for_task(task_id) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -96,8 +97,10 @@ class Sandbox:
         hmac_key: str | None,
         callback_timeout_s: float,
         media_cache_bytes: int,
+        callback_allowed: Callable[[str], bool] | None = None,
     ) -> None:
         self.state = state
+        self.callback_allowed = callback_allowed
         self.public_base_url = public_base_url.rstrip("/") if public_base_url else None
         self.hmac_key = hmac_key
         self.callback_timeout_s = callback_timeout_s
@@ -122,6 +125,10 @@ class Sandbox:
                     await asyncio.sleep(delay)
                 if kind == "error" and task.failure and task.failure.code in REFUNDED_CODES:
                     state.refund(task)
+                if self.callback_allowed and not self.callback_allowed(task.call_back_url):
+                    logger.info("Callback of task %s not sent: URL not allowed", task.task_id)
+                    state.record(task, kind, "skipped: callback URL not allowed")
+                    continue
                 body = state.callback_body(task, kind, base)
                 headers = {"Content-Type": "application/json"}
                 if self.hmac_key:
@@ -244,13 +251,16 @@ def create_app(
     assumed_source_duration_s: float = 240.0,
     callback_timeout_s: float = CALLBACK_TIMEOUT_S,
     media_cache_bytes: int = DEFAULT_CACHE_BYTES,
+    callback_allowed: Callable[[str], bool] | None = None,
 ) -> Starlette:
     """A fresh sandbox (its own credits, tasks and tracks) as a Starlette app.
 
     Mount it anywhere (e.g. Mount("/kie-sandbox", app=create_app())): the URLs it
     returns are absolute and include the mount prefix, derived from each request,
     unless `public_base_url` (the sandbox's own public base, prefix included) is given.
-    The state is reachable as `app.state.sandbox` (a SandboxState).
+    `callback_allowed(url)`, when given, decides which callBackUrls it POSTs to (a
+    sandbox open to the internet must not call arbitrary addresses); record-info
+    progresses either way. The state is reachable as `app.state.sandbox` (a SandboxState).
     """
     state = SandboxState(
         stage_delay_s=stage_delay_s,
@@ -265,6 +275,7 @@ def create_app(
         hmac_key=hmac_key,
         callback_timeout_s=callback_timeout_s,
         media_cache_bytes=media_cache_bytes,
+        callback_allowed=callback_allowed,
     )
     routes = [
         Route("/api/v1/generate/extend", sandbox.extend, methods=["POST"]),
