@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -208,3 +209,26 @@ def test_settings_never_shows_a_set_key(db_url: str) -> None:
     at = at.switch_page("pages/extend.py").run().switch_page("pages/settings.py").run()
     assert any("An API key is set for this session" in s.value for s in at.success)
     assert secret not in repr(at.main)
+
+
+def test_a_json_export_imports_back_into_another_browser(db_url: str) -> None:
+    at = submit_valid(app())
+    exported = json.dumps(_store().export_records(_all_tasks(db_url)[0].visitor_id))
+
+    other = app("pages/tasks.py")  # a new session: another visitor, empty history
+    assert any("No tasks yet" in i.value for i in other.info)
+    other.file_uploader(key="tasks.import").set_value(
+        ("history.json", exported.encode(), "application/json")
+    )
+    other.run()
+    next(b for b in other.button if b.label == "Import").click()
+    other.run()
+    assert any("Imported 1, skipped 0" in s.value for s in other.success)
+    assert any("Peaceful Piano Extended" in m.value for m in other.markdown)
+
+    other.file_uploader(key="tasks.import").set_value(("bad.json", b"{nope", "application/json"))
+    other.run()
+    next(b for b in other.button if b.label == "Import").click()
+    other.run()
+    assert any("not a JSON export" in e.value for e in other.error)
+    assert at.text_input(key=K + "title").value == "Peaceful Piano Extended"
