@@ -6,6 +6,8 @@ import shutil
 from collections.abc import Iterator
 
 import pytest
+from appserver import AppServer, running_app
+from callbacks import HMAC_KEY
 from fakeserver import FakeServer
 from playwright.sync_api import Browser, sync_playwright
 
@@ -41,6 +43,20 @@ def browser() -> Iterator[Browser]:
         browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+@pytest.fixture(scope="session")
+def hmac_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
+    """The app with a webhook HMAC key: callbacks must be signed (tolerance 300 s)."""
+    with running_app(tmp_path_factory.mktemp("hmac-app"), KIE_WEBHOOK_HMAC_KEY=HMAC_KEY) as app:
+        yield app
+
+
+@pytest.fixture(scope="session")
+def token_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
+    """The app without an HMAC key: callbacks must carry the callBackUrl's ?token=."""
+    with running_app(tmp_path_factory.mktemp("token-app")) as app:
+        yield app
 
 
 # --- --run-slow (tests/reliability): long soak runs are skipped unless asked for ---------

@@ -4,129 +4,82 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 from appserver import AppServer, running_app
+from callbacks import CALLBACK, HMAC_KEY, JSON, body, new_task, store_of, token_of
 from servers import CallbackRecorder, serve
 
 from kie.webhook import signed_headers
-from studio.runtime import CALLBACK_TOKEN_NAME
-from studio.store import TaskStore
-
-HMAC_KEY = "test-webhook-key"
-
-
-def callback_body(task_id: str, stage: str = "complete") -> dict:
-    track = {
-        "id": f"{task_id}-a",
-        "audio_url": "https://cdn.example.com/a.mp3",
-        "stream_audio_url": "https://cdn.example.com/a-stream",
-        "image_url": "https://cdn.example.com/a.png",
-        "title": "Signed Song",
-        "tags": "piano",
-        "duration": 120.5,
-        "model_name": "chirp-v4",
-    }
-    return {
-        "code": 200,
-        "msg": "All generated successfully.",
-        "data": {"callbackType": stage, "task_id": task_id, "data": [track]},
-    }
-
-
-def store_of(server: AppServer) -> TaskStore:
-    return TaskStore(server.env["KIE_DATABASE_URL"])
-
-
-@pytest.fixture(scope="module")
-def signed_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
-    with running_app(tmp_path_factory.mktemp("signed"), KIE_WEBHOOK_HMAC_KEY=HMAC_KEY) as app:
-        yield app
-
-
-@pytest.fixture(scope="module")
-def token_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
-    with running_app(tmp_path_factory.mktemp("token")) as app:
-        yield app
 
 
 def post(
-    server: AppServer, body: bytes | dict, headers: dict[str, str] | None = None, query: str = ""
+    server: AppServer, payload: bytes | dict, headers: dict[str, str] | None = None, query: str = ""
 ) -> requests.Response:
-    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
     return requests.post(
-        f"{server.url}/kie/callback{query}",
+        f"{server.url}{CALLBACK}{query}",
         data=data,
-        headers={"Content-Type": "application/json", **(headers or {})},
+        headers={**JSON, **(headers or {})},
         timeout=10,
     )
 
 
-def submitted(server: AppServer, task_id: str) -> TaskStore:
-    store = store_of(server)
-    store.record_submission(
-        task_id=task_id, visitor_id="visitor-abcdefghijklmnop", request={"title": "x"}
-    )
-    return store
-
-
-def test_signed_callback_is_stored(signed_app: AppServer) -> None:
-    store = submitted(signed_app, "task-signed-1")
-    response = post(
-        signed_app, callback_body("task-signed-1"), signed_headers(HMAC_KEY, "task-signed-1")
-    )
+def test_signed_callback_is_stored(hmac_app: AppServer) -> None:
+    store = store_of(hmac_app)
+    task_id = new_task(store)
+    response = post(hmac_app, body(task_id), signed_headers(HMAC_KEY, task_id))
     assert response.status_code == 200, response.text
-    task = store.get_task("task-signed-1")
+    task = store.get_task(task_id)
     assert task is not None and task.stage == "complete"
-    assert [t.title for t in task.tracks] == ["Signed Song"]
+    assert [t.title for t in task.tracks] == ["Track 1", "Track 2"]
 
 
 @pytest.mark.parametrize(
-    "headers",
-    [
-        {},  # unsigned
-        signed_headers("another-key", "task-signed-2"),  # wrong signature
-        signed_headers(HMAC_KEY, "task-signed-2", timestamp=int(time.time()) - 301),  # stale
-        signed_headers(HMAC_KEY, "some-other-task"),  # signs a different task
-    ],
-    ids=["unsigned", "wrong-signature", "stale-timestamp", "other-task"],
+    "how",
+    ["unsigned", "wrong-signature", "stale-timestamp", "other-task"],
 )
 def test_unauthenticated_callbacks_get_401_and_change_nothing(
-    signed_app: AppServer, headers: dict[str, str]
+    hmac_app: AppServer, how: str
 ) -> None:
-    store = submitted(signed_app, "task-signed-2")
-    response = post(signed_app, callback_body("task-signed-2"), headers)
+    store = store_of(hmac_app)
+    task_id = new_task(store)
+    headers = {
+        "unsigned": {},
+        "wrong-signature": signed_headers("another-key", task_id),
+        "stale-timestamp": signed_headers(HMAC_KEY, task_id, timestamp=int(time.time()) - 301),
+        "other-task": signed_headers(HMAC_KEY, "some-other-task"),
+    }[how]
+    response = post(hmac_app, body(task_id), headers)
     assert response.status_code == 401
     assert "error" in response.json()
-    task = store.get_task("task-signed-2")
+    task = store.get_task(task_id)
     assert task is not None and task.stage == "submitted" and not task.tracks
 
 
-def test_malformed_json_gets_400(signed_app: AppServer) -> None:
-    response = post(signed_app, b'{"code": 200, "data": ', signed_headers(HMAC_KEY, "x"))
+def test_malformed_json_gets_400(hmac_app: AppServer) -> None:
+    response = post(hmac_app, b'{"code": 200, "data": ', signed_headers(HMAC_KEY, "x"))
     assert response.status_code == 400
 
 
-def test_callback_for_an_unknown_task_is_kept_apart(signed_app: AppServer) -> None:
-    response = post(
-        signed_app, callback_body("never-submitted"), signed_headers(HMAC_KEY, "never-submitted")
-    )
+def test_callback_for_an_unknown_task_is_kept_apart(hmac_app: AppServer) -> None:
+    task_id = "never-submitted"
+    response = post(hmac_app, body(task_id), signed_headers(HMAC_KEY, task_id))
     assert response.status_code == 200
     assert response.json()["result"] == "orphan"
-    assert store_of(signed_app).get_task("never-submitted") is None
+    assert store_of(hmac_app).get_task(task_id) is None
 
 
 def test_token_mode_requires_the_token(token_app: AppServer) -> None:
-    store = submitted(token_app, "task-token-1")
-    token = store.server_secret(CALLBACK_TOKEN_NAME)
-    assert post(token_app, callback_body("task-token-1")).status_code == 401
-    assert post(token_app, callback_body("task-token-1"), query="?token=wrong").status_code == 401
-    ok = post(token_app, callback_body("task-token-1"), query=f"?token={token}")
+    store = store_of(token_app)
+    task_id = new_task(store)
+    assert post(token_app, body(task_id)).status_code == 401
+    assert post(token_app, body(task_id), query="?token=wrong").status_code == 401
+    ok = post(token_app, body(task_id), query=f"?token={token_of(token_app)}")
     assert ok.status_code == 200
-    assert store.get_task("task-token-1").stage == "complete"
+    assert store.get_task(task_id).stage == "complete"
 
 
 def test_the_sandbox_is_mounted_with_kies_paths(token_app: AppServer) -> None:
@@ -142,7 +95,7 @@ def test_the_sandbox_is_mounted_with_kies_paths(token_app: AppServer) -> None:
 
 def test_a_sandbox_task_calls_the_app_back_end_to_end(token_app: AppServer, tmp_path: Path) -> None:
     store = store_of(token_app)
-    token = store.server_secret(CALLBACK_TOKEN_NAME)
+    token = token_of(token_app)
     request = {
         "defaultParamFlag": False,
         "audioId": "demo-rainy-lofi",

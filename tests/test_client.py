@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from documented import EXTEND_EXAMPLE
 from fakeserver import FakeServer, Reply, closed_port_url
 
 from kie import errors
@@ -17,23 +18,6 @@ from kie.models import ExtendRequest
 KEY = "sk-test-S3CRET-0123456789abcdef"
 FAST = RetryPolicy(base_delay=0.01, max_delay=0.02)
 
-# The request example of extend-music.openapi.md, verbatim.
-SPEC_EXAMPLE: dict[str, Any] = {
-    "defaultParamFlag": True,
-    "audioId": "e231****-****-****-****-****8cadc7dc",
-    "prompt": "Extend the music with more relaxing notes and a gentle bridge section",
-    "style": "Classical",
-    "title": "Peaceful Piano Extended",
-    "continueAt": 60,
-    "model": "V3_5",
-    "callBackUrl": "https://api.example.com/callback",
-    "negativeTags": "Heavy Metal, Upbeat Drums",
-    "vocalGender": "m",
-    "styleWeight": 0.65,
-    "weirdnessConstraint": 0.65,
-    "audioWeight": 0.65,
-    "personaId": "persona_123",
-}
 # The response example of the same file.
 SPEC_ANSWER = {"code": 200, "msg": "success", "data": {"taskId": "5c79****be8e"}}
 
@@ -80,7 +64,7 @@ def client(server: FakeServer) -> Iterator[KieClient]:
 
 
 def request() -> ExtendRequest:
-    return ExtendRequest.model_validate(SPEC_EXAMPLE)
+    return ExtendRequest.model_validate(EXTEND_EXAMPLE)
 
 
 # --- the happy path on the wire ----------------------------------------------------
@@ -95,7 +79,7 @@ def test_extend_sends_the_documented_body_and_returns_the_task_id(
 
     [sent] = server.requests_to(EXTEND_PATH)
     assert sent.method == "POST"
-    assert sent.json() == SPEC_EXAMPLE
+    assert sent.json() == EXTEND_EXAMPLE
     assert sent.headers["Authorization"] == f"Bearer {KEY}"
     assert sent.headers["Content-Type"] == "application/json"
 

@@ -11,6 +11,7 @@ import math
 from typing import Any
 
 import pytest
+from documented import EXTEND_EXAMPLE
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -30,23 +31,6 @@ from kie.models import (
 
 # --- documented data -----------------------------------------------------------
 
-# The request example of extend-music.openapi.md, copied verbatim.
-DOCUMENTED_EXAMPLE: dict[str, Any] = {
-    "defaultParamFlag": True,
-    "audioId": "e231****-****-****-****-****8cadc7dc",
-    "prompt": "Extend the music with more relaxing notes and a gentle bridge section",
-    "style": "Classical",
-    "title": "Peaceful Piano Extended",
-    "continueAt": 60,
-    "model": "V3_5",
-    "callBackUrl": "https://api.example.com/callback",
-    "negativeTags": "Heavy Metal, Upbeat Drums",
-    "vocalGender": "m",
-    "styleWeight": 0.65,
-    "weirdnessConstraint": 0.65,
-    "audioWeight": 0.65,
-    "personaId": "persona_123",
-}
 
 # The README's per-model table, copied by hand: a wrong MODEL_LIMITS fails against it.
 EXPECTED_LIMITS: dict[str, tuple[int, int, int]] = {
@@ -118,18 +102,18 @@ def assert_plain(message: str) -> None:
 
 
 def test_documented_example_validates_and_round_trips() -> None:
-    request = ExtendRequest.model_validate(DOCUMENTED_EXAMPLE)
+    request = ExtendRequest.model_validate(EXTEND_EXAMPLE)
     wire = request.to_wire()
     # json-wise equal: 60 and 60.0 compare equal, key order does not matter.
-    assert json.loads(json.dumps(wire)) == DOCUMENTED_EXAMPLE
-    assert set(wire) == set(DOCUMENTED_EXAMPLE)
+    assert json.loads(json.dumps(wire)) == EXTEND_EXAMPLE
+    assert set(wire) == set(EXTEND_EXAMPLE)
     assert None not in wire.values()
-    assert field_errors(DOCUMENTED_EXAMPLE) == {}
+    assert field_errors(EXTEND_EXAMPLE) == {}
 
 
 def test_documented_example_from_json_text() -> None:
-    request = ExtendRequest.model_validate_json(json.dumps(DOCUMENTED_EXAMPLE))
-    assert request.to_wire() == ExtendRequest.model_validate(DOCUMENTED_EXAMPLE).to_wire()
+    request = ExtendRequest.model_validate_json(json.dumps(EXTEND_EXAMPLE))
+    assert request.to_wire() == ExtendRequest.model_validate(EXTEND_EXAMPLE).to_wire()
 
 
 def test_to_wire_has_no_nulls_and_only_wire_names() -> None:
