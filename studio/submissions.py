@@ -102,16 +102,7 @@ class SubmissionLedger:
         with self._engine.begin() as conn:
             if quota is None:
                 return int(conn.execute(submissions.insert(), values).inserted_primary_key[0])
-            used = (
-                sa.select(sa.func.count())
-                .select_from(submissions)
-                .where(
-                    submissions.c.visitor_id == visitor_id,
-                    submissions.c.key_source == "host",
-                    submissions.c.outcome.in_(CHARGED),
-                )
-                .scalar_subquery()
-            )
+            used = _charged_on_host(visitor_id).scalar_subquery()
             # One statement: the count and the insert cannot be split by another writer.
             chosen = sa.select(
                 *(sa.literal(value, submissions.c[name].type).label(name)
@@ -139,15 +130,7 @@ class SubmissionLedger:
 
     def used(self, visitor_id: str) -> int:
         """Submissions this visitor sent on the host's key that may have been charged."""
-        stmt = (
-            sa.select(sa.func.count())
-            .select_from(submissions)
-            .where(
-                submissions.c.visitor_id == visitor_id,
-                submissions.c.key_source == "host",
-                submissions.c.outcome.in_(CHARGED),
-            )
-        )
+        stmt = _charged_on_host(visitor_id)
         with self._engine.connect() as conn:
             return int(conn.execute(stmt).scalar_one())
 
@@ -183,3 +166,16 @@ class SubmissionLedger:
                 .where(submissions.c.id == row_id, submissions.c.visitor_id == visitor_id)
                 .values(dismissed=True)
             )
+
+
+def _charged_on_host(visitor_id: str) -> sa.Select[tuple[int]]:
+    """How many of this visitor's requests on the host's key may have been charged."""
+    return (
+        sa.select(sa.func.count())
+        .select_from(submissions)
+        .where(
+            submissions.c.visitor_id == visitor_id,
+            submissions.c.key_source == "host",
+            submissions.c.outcome.in_(CHARGED),
+        )
+    )

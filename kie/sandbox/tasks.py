@@ -122,6 +122,18 @@ def _create_time(wall: float) -> str:
     return datetime.fromtimestamp(wall, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
+# Callback names of the record-info (camelCase) track fields that differ.
+_SNAKE = {
+    "audioUrl": "audio_url",
+    "sourceAudioUrl": "source_audio_url",
+    "streamAudioUrl": "stream_audio_url",
+    "sourceStreamAudioUrl": "source_stream_audio_url",
+    "imageUrl": "image_url",
+    "sourceImageUrl": "source_image_url",
+    "modelName": "model_name",
+}
+
+
 @dataclass(frozen=True)
 class SandboxTrack:
     """A track the sandbox knows: a demo source or one it generated."""
@@ -165,23 +177,8 @@ class SandboxTrack:
         }
 
     def snake(self, base: str, *, final: bool = True) -> dict[str, Any]:
-        """The callback shape."""
-        urls = self.urls(base)
-        return {
-            "id": self.id,
-            "audio_url": urls["audio"] if final else "",
-            "source_audio_url": urls["audio"] if final else "",
-            "stream_audio_url": urls["stream"],
-            "source_stream_audio_url": urls["stream"],
-            "image_url": urls["image"],
-            "source_image_url": urls["image"],
-            "prompt": self.prompt,
-            "model_name": model_name(self.model),
-            "title": self.title,
-            "tags": self.style,
-            "createTime": self.create_time,
-            "duration": self.duration if final else None,
-        }
+        """The callback shape: the same track, snake_case names (createTime stays)."""
+        return {_SNAKE.get(k, k): v for k, v in self.camel(base, final=final).items()}
 
 
 _DEMO_TIME = "2025-01-01 00:00:00"

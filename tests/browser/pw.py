@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 from playwright.sync_api import Page
 
@@ -26,3 +28,22 @@ def wait_idle(page: Page) -> None:
     """Wait until Streamlit has connected and finished running the script."""
     page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]',
                            timeout=30_000)
+
+
+def commit(page: Page, label: str | re.Pattern[str], value: str) -> None:
+    """Type into a field and leave it, as a person does (Streamlit sends it on blur)."""
+    exact = {"exact": True} if isinstance(label, str) else {}
+    field = page.get_by_label(label, **exact)
+    field.fill(value)
+    field.press("Tab")
+    wait_idle(page)
+
+
+def choose(page: Page, select_label: str, option: str) -> None:
+    page.get_by_role("combobox", name=select_label).click()
+    page.get_by_role("option", name=option, exact=True).click()
+    wait_idle(page)
+
+
+def extend_button(page: Page) -> Any:
+    return page.get_by_role("button", name="Extend", exact=True)

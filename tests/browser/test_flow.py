@@ -7,29 +7,9 @@ import re
 from appserver import AppServer
 from playwright.sync_api import Page, expect
 
-from tests.browser.pw import screenshot, wait_idle
+from tests.browser.pw import choose, commit, extend_button, screenshot, wait_idle
 
 CANARY_KEY = "sk-canary-5f0e1d2c3b4a"
-
-
-def commit(page: Page, label: str | re.Pattern[str], value: str) -> None:
-    """Type into a field and leave it, as a person does (Streamlit sends it on blur)."""
-    field = page.get_by_label(label, exact=True) if isinstance(label, str) else page.get_by_label(
-        label
-    )
-    field.fill(value)
-    field.press("Tab")
-    wait_idle(page)
-
-
-def choose(page: Page, select_label: str, option: str) -> None:
-    page.get_by_role("combobox", name=select_label).click()
-    page.get_by_role("option", name=option, exact=True).click()
-    wait_idle(page)
-
-
-def extend_button(page: Page):
-    return page.get_by_role("button", name="Extend", exact=True)
 
 
 def test_extend_watch_and_extend_again(page: Page, app_server: AppServer) -> None:

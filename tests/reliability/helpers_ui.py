@@ -15,7 +15,7 @@ from fakeserver import FakeServer, Reply
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 from playwright.sync_api import Error as PlaywrightError
 
-from tests.browser.pw import wait_idle
+from tests.browser.pw import commit, extend_button, wait_idle  # noqa: F401 - re-exported
 
 EXTEND = "/api/v1/generate/extend"
 CREDIT = "/api/v1/chat/credit"
@@ -30,20 +30,6 @@ def kie_stand_in(credits: int = 100) -> FakeServer:
     server = FakeServer()
     server.script(CREDIT, Reply.envelope(data=credits))
     return server
-
-
-def commit(page: Page, label: str | re.Pattern[str], value: str) -> None:
-    """Type into a field and leave it, as a person does (Streamlit sends it on blur)."""
-    box = page.get_by_label(label, exact=True) if isinstance(label, str) else page.get_by_label(
-        label
-    )
-    box.fill(value)
-    box.press("Tab")
-    wait_idle(page)
-
-
-def extend_button(page: Page) -> Any:
-    return page.get_by_role("button", name="Extend", exact=True)
 
 
 PROMPT = re.compile("^Prompt")
